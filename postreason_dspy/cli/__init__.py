@@ -11,7 +11,7 @@ from rich.console import Console
 from postreason_dspy.errors import PostReasonError
 
 # Sub-command modules under postreason_dspy.cli; each defines register(subparsers) that sets `func`.
-COMMAND_MODULES: tuple[str, ...] = ("local", "benchmarks")
+COMMAND_MODULES: tuple[str, ...] = ("local", "benchmarks", "eval", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,82 @@
+"""What an evaluation run compares: models x benchmarks x strategies, on the same examples of each benchmark."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from postreason_dspy.errors import ConfigurationError
+from postreason_dspy.models import redact
+from postreason_dspy.strategies import STRATEGIES
+
+DEFAULT_STRATEGIES: tuple[str, ...] = ("direct", "post", "cot")
+DEFAULT_LIMIT = 20
+BASELINE = "direct"
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Everything that decides a run's results; stored in config.json so `--resume` redoes nothing differently.
+
+    `limit=None` takes the whole split. `data` maps a benchmark to a local file to read it from.
+    `threads` and `retries` only change how the run executes, so a resumed run may change them.
+    """
+
+    models: tuple[str, ...] = ("local",)
+    benchmarks: tuple[str, ...] = ("gsm8k",)
+    strategies: tuple[str, ...] = DEFAULT_STRATEGIES
+    limit: int | None = DEFAULT_LIMIT
+    split: str = "test"
+    seed: int = 0
+    max_tokens: int = 512
+    temperature: float = 0.0
+    api_base: str | None = None
+    data: dict[str, str] = field(default_factory=dict)
+    threads: int = 1
+    retries: int = 3
+
+    def __post_init__(self) -> None:
+        for name, values in (("model", self.models), ("benchmark", self.benchmarks), ("strategy", self.strategies)):
+            if not values:
+                raise ConfigurationError(f"give at least one {name}")
+            if len(set(values)) != len(values):
+                raise ConfigurationError(f"a {name} is listed twice: {', '.join(values)}")
+        unknown = [name for name in self.strategies if name not in STRATEGIES]
+        if unknown:
+            raise ConfigurationError(f"unknown strategy {unknown[0]!r}; choose from {', '.join(STRATEGIES)}")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigurationError(f"--limit must be 1 or more (or 'all'), not {self.limit}")
+        if self.max_tokens < 1:
+            raise ConfigurationError(f"--max-tokens must be 1 or more, not {self.max_tokens}")
+        if self.threads < 1:
+            raise ConfigurationError(f"--threads must be 1 or more, not {self.threads}")
+        if self.retries < 0:
+            raise ConfigurationError(f"--retries must be 0 or more, not {self.retries}")
+        stray = sorted(set(self.data) - set(self.benchmarks))
+        if stray:
+            raise ConfigurationError(f"--data names {stray[0]!r}, which is not among the benchmarks of this run")
+
+    def command(self) -> str:
+        """The `postreason eval` command line that starts this run (the server URL shown without credentials)."""
+        parts = ["postreason", "eval"]
+        parts += [f"--model {shlex.quote(model)}" for model in self.models]
+        parts.append(f"--benchmark {','.join(self.benchmarks)} --strategy {','.join(self.strategies)}")
+        parts.append(f"--limit {'all' if self.limit is None else self.limit} --split {self.split} --seed {self.seed}")
+        parts.append(f"--max-tokens {self.max_tokens} --temperature {self.temperature}")
+        parts += [f"--data {name}={shlex.quote(path)}" for name, path in self.data.items()]
+        if self.api_base:
+            parts.append(f"--api-base {shlex.quote(redact(self.api_base))}")
+        parts.append(f"--threads {self.threads} --retries {self.retries}")
+        return " ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EvalConfig:
+        """The config stored in a run's config.json (lists back to tuples)."""
+        values = dict(data)
+        for name in ("models", "benchmarks", "strategies"):
+            values[name] = tuple(values[name])
+        return cls(**values)

@@ -1,0 +1,302 @@
+"""From example records to the study's numbers: per-setting accuracy, paired comparisons, headline figures.
+
+Everything is recomputed from examples.jsonl, so a report of an interrupted or resumed run is as
+exact as one of a finished run. Errored examples (the LM call failed for good) are left out of every
+accuracy and comparison and counted separately; unparsable answers count as wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from statistics import mean
+from typing import Any
+
+from postreason_dspy.evaluation.config import BASELINE
+from postreason_dspy.evaluation.stats import (
+    accuracy,
+    accuracy_interval,
+    geometric_mean,
+    mcnemar_exact,
+    paired_bootstrap_interval,
+    relative_improvement,
+)
+
+Record = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SettingStats:
+    """One (model, benchmark, strategy): accuracy with its interval, and what an answer cost."""
+
+    model: str
+    benchmark: str
+    strategy: str
+    recorded: int
+    scored: int
+    correct: int
+    errors: int
+    parse_errors: int
+    accuracy: float | None
+    ci: tuple[float, float] | None
+    ci_method: str | None
+    mean_prompt_tokens: float | None
+    mean_completion_tokens: float | None
+    mean_latency_s: float | None
+    output_tokens_per_s: float | None
+    finish_reasons: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Paired:
+    """`treatment` against `baseline` on the examples both answered (same model and benchmark).
+
+    `treatment_only`/`baseline_only` are McNemar's discordant pairs; ratios are of mean output tokens
+    and mean LM latency over the pairs."""
+
+    model: str
+    benchmark: str
+    treatment: str
+    baseline: str
+    pairs: int
+    treatment_accuracy: float
+    baseline_accuracy: float
+    difference: float
+    difference_ci: tuple[float, float]
+    relative_improvement: float | None
+    treatment_only: int
+    baseline_only: int
+    p_value: float
+    token_ratio: float | None
+    latency_ratio: float | None
+
+
+@dataclass(frozen=True)
+class Headline:
+    """Across (model, benchmark) settings: how often `strategy` beats direct answer, by how much, at what cost.
+
+    The mean relative improvement leaves out settings where direct answer scored 0; token and latency
+    ratios are geometric means of the per-setting ratios."""
+
+    strategy: str
+    baseline: str
+    settings: int
+    wins: int
+    ties: int
+    losses: int
+    win_share: float
+    mean_relative_improvement: float | None
+    relative_improvement_settings: int
+    token_ratio: float | None
+    latency_ratio: float | None
+
+
+@dataclass(frozen=True)
+class Summary:
+    run_id: str
+    complete: bool
+    expected: int | None
+    recorded: int
+    errors: int
+    settings: list[SettingStats]
+    comparisons: list[Paired]
+    headline: list[Headline]
+    generated: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _mean(values: Iterable[float | None]) -> float | None:
+    present = [value for value in values if value is not None]
+    return mean(present) if present else None
+
+
+def _groups(records: Sequence[Record]) -> list[Any] | None:
+    """Macro-averaging groups (BBH tasks) when the records carry them."""
+    groups = [record.get("group") for record in records]
+    return groups if any(group is not None for group in groups) else None
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    if numerator is None or not denominator:
+        return None
+    return numerator / denominator
+
+
+def setting_stats(model: str, benchmark: str, strategy: str, records: Sequence[Record]) -> SettingStats:
+    """Statistics of one setting's records."""
+    scored = [record for record in records if record["status"] != "error"]
+    flags = [bool(record["correct"]) for record in scored]
+    acc = ci = method = None
+    if scored:
+        acc = accuracy(flags, _groups(scored))
+        ci, method = accuracy_interval(flags, _groups(scored))
+    tokens = [record["completion_tokens"] for record in scored if record.get("completion_tokens") is not None]
+    seconds = [record["latency_s"] for record in scored if record.get("completion_tokens") is not None]
+    reasons: dict[str, int] = {}
+    for record in scored:
+        reason = record.get("finish_reason") or "unknown"
+        reasons[reason] = reasons.get(reason, 0) + 1
+    return SettingStats(
+        model=model,
+        benchmark=benchmark,
+        strategy=strategy,
+        recorded=len(records),
+        scored=len(scored),
+        correct=sum(flags),
+        errors=len(records) - len(scored),
+        parse_errors=sum(record["status"] == "parse_error" for record in scored),
+        accuracy=acc,
+        ci=ci,
+        ci_method=method,
+        mean_prompt_tokens=_mean(record.get("prompt_tokens") for record in scored),
+        mean_completion_tokens=_mean(tokens),
+        mean_latency_s=_mean(record.get("latency_s") for record in scored),
+        output_tokens_per_s=_ratio(sum(tokens), sum(seconds)) if tokens else None,
+        finish_reasons=reasons,
+    )
+
+
+def paired(
+    model: str,
+    benchmark: str,
+    treatment: tuple[str, Sequence[Record]],
+    baseline: tuple[str, Sequence[Record]],
+) -> Paired | None:
+    """Compare two sets of records of the same examples, matched by example id; None if no example is shared."""
+    base = {record["id"]: record for record in baseline[1] if record["status"] != "error"}
+    pairs = [(record, base[record["id"]]) for record in treatment[1]
+             if record["status"] != "error" and record["id"] in base]
+    if not pairs:
+        return None
+    ours = [bool(record["correct"]) for record, _ in pairs]
+    theirs = [bool(record["correct"]) for _, record in pairs]
+    groups = _groups([record for record, _ in pairs])
+    ours_acc, theirs_acc = accuracy(ours, groups), accuracy(theirs, groups)
+    test = mcnemar_exact(ours, theirs)
+
+    def cost(name: str, side: int) -> float | None:
+        return _mean(pair[side].get(name) for pair in pairs)
+
+    return Paired(
+        model=model,
+        benchmark=benchmark,
+        treatment=treatment[0],
+        baseline=baseline[0],
+        pairs=len(pairs),
+        treatment_accuracy=ours_acc,
+        baseline_accuracy=theirs_acc,
+        difference=ours_acc - theirs_acc,
+        difference_ci=paired_bootstrap_interval(ours, theirs, groups),
+        relative_improvement=relative_improvement(ours_acc, theirs_acc),
+        treatment_only=test.treatment_only,
+        baseline_only=test.baseline_only,
+        p_value=test.p_value,
+        token_ratio=_ratio(cost("completion_tokens", 0), cost("completion_tokens", 1)),
+        latency_ratio=_ratio(cost("latency_s", 0), cost("latency_s", 1)),
+    )
+
+
+def headline(comparisons: Sequence[Paired], strategy: str, baseline: str = BASELINE) -> Headline | None:
+    """The study's headline figures for `strategy` against `baseline` over every setting that has both."""
+    rows = [row for row in comparisons if row.treatment == strategy and row.baseline == baseline]
+    if not rows:
+        return None
+    wins = sum(row.treatment_accuracy > row.baseline_accuracy for row in rows)
+    ties = sum(row.treatment_accuracy == row.baseline_accuracy for row in rows)
+    improvements = [row.relative_improvement for row in rows if row.relative_improvement is not None]
+    token_ratios = [row.token_ratio for row in rows if row.token_ratio is not None]
+    latency_ratios = [row.latency_ratio for row in rows if row.latency_ratio is not None]
+    return Headline(
+        strategy=strategy,
+        baseline=baseline,
+        settings=len(rows),
+        wins=wins,
+        ties=ties,
+        losses=len(rows) - wins - ties,
+        win_share=wins / len(rows),
+        mean_relative_improvement=mean(improvements) if improvements else None,
+        relative_improvement_settings=len(improvements),
+        token_ratio=geometric_mean(token_ratios) if len(token_ratios) == len(rows) else None,
+        latency_ratio=geometric_mean(latency_ratios) if len(latency_ratios) == len(rows) else None,
+    )
+
+
+def by_setting(records: Iterable[Record]) -> dict[tuple[str, str, str], list[Record]]:
+    """Records grouped by (model, benchmark, strategy), in the order the settings first appear."""
+    grouped: dict[tuple[str, str, str], list[Record]] = {}
+    for record in records:
+        grouped.setdefault((record["model"], record["benchmark"], record["strategy"]), []).append(record)
+    return grouped
+
+
+def _order(config: dict[str, Any] | None, found: Iterable[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """Settings in the run's order (models x benchmarks x strategies), then any others the records hold."""
+    planned: list[tuple[str, str, str]] = []
+    if config is not None:
+        run = config["config"]
+        planned = [(m, b, s) for m in run["models"] for b in run["benchmarks"] for s in run["strategies"]]
+    return list(dict.fromkeys([*planned, *found]))
+
+
+def _expected(config: dict[str, Any] | None) -> int | None:
+    if config is None:
+        return None
+    settings = config["config"]
+    per_model = sum(len(info["example_ids"]) for info in config["benchmarks"].values())
+    return per_model * len(settings["models"]) * len(settings["strategies"])
+
+
+def summarize(records: Sequence[Record], run_id: str, config: dict[str, Any] | None = None) -> Summary:
+    """The run's summary. `config` (the run's config.json) gives the settings' order and the expected count."""
+    grouped = by_setting(records)
+    order = [key for key in _order(config, grouped) if key in grouped]
+    settings = [setting_stats(*key, grouped[key]) for key in order]
+    comparisons = []
+    for model, benchmark, strategy in order:
+        base = grouped.get((model, benchmark, BASELINE))
+        if strategy == BASELINE or base is None:
+            continue
+        row = paired(model, benchmark, (strategy, grouped[model, benchmark, strategy]), (BASELINE, base))
+        if row is not None:
+            comparisons.append(row)
+    strategies = dict.fromkeys(row.treatment for row in comparisons)
+    headlines = [line for line in (headline(comparisons, name) for name in strategies) if line is not None]
+    expected = _expected(config)
+    return Summary(
+        run_id=run_id,
+        complete=expected is not None and len(records) == expected,
+        expected=expected,
+        recorded=len(records),
+        errors=sum(record["status"] == "error" for record in records),
+        settings=settings,
+        comparisons=comparisons,
+        headline=headlines,
+    )
+
+
+@dataclass(frozen=True)
+class RunComparison:
+    """The same settings in two runs (e.g. before and after a prompt change), paired by example id;
+    in each row `treatment` and `baseline` name the strategy, taken from `run_b` and `run_a`."""
+
+    run_a: str
+    run_b: str
+    rows: list[Paired]
+    only_a: list[tuple[str, str, str]]
+    only_b: list[tuple[str, str, str]]
+
+
+def compare_runs(run_a: str, records_a: Sequence[Record], run_b: str, records_b: Sequence[Record]) -> RunComparison:
+    """Run B against run A, setting by setting, on the examples both runs answered."""
+    a, b = by_setting(records_a), by_setting(records_b)
+    rows = []
+    for key in a:
+        if key in b:
+            model, benchmark, strategy = key
+            row = paired(model, benchmark, (strategy, b[key]), (strategy, a[key]))
+            if row is not None:
+                rows.append(row)
+    return RunComparison(run_a, run_b, rows, [key for key in a if key not in b], [key for key in b if key not in a])

@@ -1,0 +1,115 @@
+"""Run directories: atomic writes, torn lines, compaction before resume, thread-safe appends, secret scrubbing."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from postreason_dspy.errors import ConfigurationError
+from postreason_dspy.evaluation.records import RunStore, atomic_write_text
+from postreason_dspy.evaluation.scrub import REDACTED, scrub, secret_values
+
+
+def rec(index, status="ok", strategy="direct", **extra):
+    return {"model": "m", "benchmark": "b", "strategy": strategy, "id": f"q{index}", "status": status, **extra}
+
+
+@pytest.fixture
+def store(tmp_path):
+    return RunStore.create(tmp_path, {"config": {"models": ["m"]}}, run_id="r1")
+
+
+def test_atomic_write_replaces_whole_file_and_leaves_no_temporary(tmp_path):
+    path = tmp_path / "f.json"
+    atomic_write_text(path, "old")
+    atomic_write_text(path, "new")
+    assert path.read_text() == "new"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.json"]
+
+
+def test_create_open_and_latest(tmp_path, store):
+    assert store.read_config() == {"config": {"models": ["m"]}}
+    assert RunStore.open("r1", tmp_path).path == store.path
+    assert RunStore.open(store.path, tmp_path / "elsewhere").path == store.path
+    with pytest.raises(ConfigurationError, match="already exists"):
+        RunStore.create(tmp_path, {}, run_id="r1")
+    with pytest.raises(ConfigurationError, match="no run"):
+        RunStore.open("r2", tmp_path)
+    with pytest.raises(ConfigurationError, match="plain directory name"):
+        RunStore.create(tmp_path, {}, run_id="../escape")
+    later = RunStore.create(tmp_path, {}, run_id="r0")
+    assert RunStore.latest(tmp_path).path == later.path
+
+
+def test_torn_last_line_is_ignored_and_compaction_drops_it(store):
+    store.append(rec(0))
+    store.append(rec(1))
+    with store.examples_path.open("a") as handle:
+        handle.write('{"model": "m", "benchmark": "b", "strat')  # killed mid-write
+    assert [r["id"] for r in store.records()] == ["q0", "q1"]
+    compaction = store.compact()
+    assert (compaction.kept, compaction.errors_dropped, compaction.lines_dropped) == (2, 0, 1)
+    store.append(rec(2))
+    lines = store.examples_path.read_text().splitlines()
+    assert [json.loads(line)["id"] for line in lines] == ["q0", "q1", "q2"]
+
+
+def test_compaction_keeps_one_line_per_example_and_drops_errors_to_redo(store):
+    store.append(rec(0, answer="1"))
+    store.append(rec(1, status="error"))
+    store.append(rec(0, answer="2"))  # a later record of the same example replaces the earlier one
+    store.append(rec(0, strategy="post"))
+    assert len(store.records()) == 3
+    compaction = store.compact()
+    assert (compaction.kept, compaction.errors_dropped, compaction.lines_dropped) == (2, 1, 1)
+    records = store.records()
+    assert [(r["strategy"], r["id"], r.get("answer")) for r in records] == [("direct", "q0", "2"), ("post", "q0", None)]
+    assert len(store.examples_path.read_text().splitlines()) == 2
+
+
+def test_concurrent_appends_lose_nothing(store):
+    def write(thread):
+        for index in range(50):
+            store.append(rec(f"{thread}-{index}", completion="x" * 2000))
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    lines = store.examples_path.read_text().splitlines()
+    assert len(lines) == 400
+    assert len({json.loads(line)["id"] for line in lines}) == 400
+
+
+def test_scrub_by_field_name_keeps_counts():
+    data = {
+        "api_key": "abc", "Authorization": "Bearer abc", "nested": [{"hf_token": "t", "openai_api_key": "k"}],
+        "completion_tokens": 12, "max_tokens": 512, "prompt_tokens": 3, "tokens_per_s": 2.0, "api_base": "http://h",
+        "password": None,
+    }
+    cleaned = scrub(data, secrets=[])
+    assert cleaned["api_key"] == cleaned["Authorization"] == REDACTED
+    assert cleaned["nested"] == [{"hf_token": REDACTED, "openai_api_key": REDACTED}]
+    assert (cleaned["completion_tokens"], cleaned["max_tokens"], cleaned["prompt_tokens"]) == (12, 512, 3)
+    assert cleaned["tokens_per_s"] == 2.0 and cleaned["api_base"] == "http://h" and cleaned["password"] is None
+
+
+def test_scrub_by_environment_value():
+    environ = {"OPENAI_API_KEY": "sk-live-0123456789", "HF_TOKEN": "hf_abcdefghijkl", "SHORT_KEY": "x",
+               "HOME": "/root/somewhere-long"}
+    secrets = secret_values(environ)
+    assert set(secrets) == {"sk-live-0123456789", "hf_abcdefghijkl"}
+    text = "error: key sk-live-0123456789 rejected at /root/somewhere-long (x)"
+    assert scrub({"error": text}, secrets)["error"] == f"error: key {REDACTED} rejected at /root/somewhere-long (x)"
+
+
+def test_store_writes_are_scrubbed(tmp_path, monkeypatch):
+    monkeypatch.setenv("SOME_SERVICE_SECRET", "s3cr3t-value-42")
+    store = RunStore.create(tmp_path, {"command": "--api-base http://u:s3cr3t-value-42@h/v1"}, run_id="r")
+    store.append(rec(0, completion="the key is s3cr3t-value-42", api_key="s3cr3t-value-42"))
+    store.write_summary({"note": "s3cr3t-value-42"})
+    for path in store.path.rglob("*"):
+        assert "s3cr3t-value-42" not in path.read_text()

@@ -1,0 +1,115 @@
+"""Reports from constructed run records: terminal tables, markdown, PNG plots, and comparing two runs."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from rich.console import Console
+
+from postreason_dspy.cli import main
+from postreason_dspy.evaluation import RunStore, render_summary, summarize, write_comparison, write_report
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def config_document(benchmarks=("b1", "b2"), strategies=("direct", "post", "cot"), size=4):
+    return {
+        "created": "2025-01-01T00:00:00+00:00",
+        "command": "postreason eval --model m",
+        "config": {"models": ["m"], "benchmarks": list(benchmarks), "strategies": list(strategies),
+                   "split": "test", "seed": 0},
+        "models": {"m": {"model": "hosted_vllm/local", "api_base": "http://127.0.0.1:8765/v1"}},
+        "benchmarks": {name: {"family": "math", "source": "a test file", "example_ids": [f"q{i}" for i in range(size)]}
+                       for name in benchmarks},
+    }
+
+
+def make_run(tmp_path, run_id, correct):
+    """`correct[(benchmark, strategy)]` is the list of per-example flags; tokens grow with the strategy."""
+    tokens = {"direct": 10, "post": 11, "cot": 100}
+    benchmarks = tuple(dict.fromkeys(b for b, _ in correct))
+    strategies = tuple(dict.fromkeys(s for _, s in correct))
+    store = RunStore.create(tmp_path, config_document(benchmarks, strategies, len(next(iter(correct.values())))),
+                            run_id=run_id)
+    for (benchmark, strategy), flags in correct.items():
+        for i, ok in enumerate(flags):
+            store.append({"model": "m", "benchmark": benchmark, "strategy": strategy, "id": f"q{i}", "status": "ok",
+                          "correct": ok, "group": None, "prompt_tokens": 50, "completion_tokens": tokens[strategy],
+                          "latency_s": tokens[strategy] / 20, "finish_reason": "stop"})
+    return store
+
+
+RESULTS = {
+    ("b1", "direct"): [True, False, False, False],
+    ("b1", "post"): [True, True, False, False],
+    ("b1", "cot"): [True, True, True, False],
+    ("b2", "direct"): [False, False, False, False],
+    ("b2", "post"): [True, False, False, False],
+    ("b2", "cot"): [False, False, False, False],
+}
+
+
+def test_report_files_and_terminal_tables(tmp_path):
+    store = make_run(tmp_path, "run", RESULTS)
+    summary, files = write_report(store)
+    names = {path.name for path in files}
+    assert names == {"report.md", "accuracy_by_setting.png", "relative_improvement.png", "accuracy_vs_tokens.png"}
+    for path in files:
+        assert path.parent == store.report_dir
+        if path.suffix == ".png":
+            assert path.read_bytes().startswith(PNG_MAGIC) and path.stat().st_size > 5000
+
+    report = (store.report_dir / "report.md").read_text()
+    assert "**post**: post beats direct in 2 of 2 settings (100.0%" in report
+    assert "mean relative improvement +100.0% (over 1 setting with direct accuracy > 0)" in report
+    assert "| m | b1 | post | 4 | 50.0% | 25.0% | +25.0 pp |" in report
+    assert "| m | b2 | cot | 4 | 0.0% | 0.0% | +0.0 pp | [+0.0, +0.0] | - | 0/0 | 1 | 10.00x | 10.00x |" in report
+    assert "![accuracy by setting](accuracy_by_setting.png)" in report
+    assert "model `m`: model=hosted_vllm/local" in report
+
+    output = io.StringIO()
+    render_summary(summary, Console(file=output, width=250))
+    text = output.getvalue()
+    assert "Accuracy by setting" in text and "Against direct answer" in text
+    assert "cot beats direct in 1 of 2 settings (50.0%; 1 tie, 0 losses)" in text
+
+
+def test_report_of_an_unfinished_run_says_so(tmp_path):
+    results = {("b1", "direct"): [True, False], ("b1", "post"): [True, True]}
+    store = make_run(tmp_path, "run", results)
+    document = store.read_config()
+    document["benchmarks"]["b1"]["example_ids"].append("q2")  # one example never ran
+    store.write_json("config.json", document)
+    summary, _ = write_report(store, with_plots=False)
+    assert not summary.complete and (summary.recorded, summary.expected) == (4, 6)
+    assert "examples recorded: 4 of 6 (incomplete)" in (store.report_dir / "report.md").read_text()
+
+
+def test_compare_two_runs(tmp_path):
+    before = make_run(tmp_path, "before", {("b1", "post"): [True, False, False, False]})
+    after = make_run(tmp_path, "after", {("b1", "post"): [True, True, True, False]})
+    comparison, path = write_comparison(before, after)
+    (row,) = comparison.rows
+    assert (row.baseline_accuracy, row.treatment_accuracy, row.treatment_only, row.baseline_only) == (0.25, 0.75, 2, 0)
+    assert path == after.report_dir / "compare-before.md"
+    assert "| m | b1 | post | 4 | 25.0% | 75.0% | +50.0 pp |" in path.read_text()
+
+
+def test_report_command(tmp_path, capsys):
+    make_run(tmp_path, "old", RESULTS)
+    latest = make_run(tmp_path, "new", RESULTS)
+    assert main(["report", "--runs-dir", str(tmp_path), "--no-plots"]) == 0
+    assert (latest.report_dir / "report.md").exists()
+    out = tmp_path / "out"
+    assert main(["report", "new", "--runs-dir", str(tmp_path), "--compare", "old", "--out", str(out)]) == 0
+    assert {p.name for p in out.iterdir()} >= {"report.md", "compare-old.md", "accuracy_vs_tokens.png"}
+    assert "Run B (new) against run A (old)" in capsys.readouterr().out
+
+
+def test_summary_json_round_trip_matches_report(tmp_path):
+    store = make_run(tmp_path, "run", RESULTS)
+    summary = summarize(store.records(), store.run_id, store.read_config())
+    assert summary.complete and summary.expected == 24
+    assert [line.strategy for line in summary.headline] == ["post", "cot"]
+    assert summary.to_dict()["comparisons"][0]["difference"] == pytest.approx(0.25)
