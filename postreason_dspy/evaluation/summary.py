@@ -15,13 +15,13 @@ from typing import Any
 
 from postreason_dspy.evaluation.config import BASELINE
 from postreason_dspy.evaluation.stats import (
-    accuracy,
     accuracy_interval,
     geometric_mean,
     mcnemar_exact,
     paired_bootstrap_interval,
     relative_improvement,
 )
+from postreason_dspy.scoring import accuracy
 
 Record = dict[str, Any]
 

@@ -1,5 +1,6 @@
 """Answer extraction and matching per benchmark family, reading the answer field first."""
 
+from postreason_dspy.scoring.accuracy import accuracy
 from postreason_dspy.scoring.bbh import BBH_LETTERS, BBH_TASKS, FORMAT_HINTS, extract_bbh
 from postreason_dspy.scoring.choice import LETTERS, extract_choice
 from postreason_dspy.scoring.math_equiv import extract_math, math_equal
@@ -17,6 +18,7 @@ __all__ = [
     "MathScorer",
     "NumericScorer",
     "Scorer",
+    "accuracy",
     "answer_text",
     "boxed_contents",
     "extract_bbh",
