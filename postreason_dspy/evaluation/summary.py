@@ -131,8 +131,9 @@ def setting_stats(model: str, benchmark: str, strategy: str, records: Sequence[R
     flags = [bool(record["correct"]) for record in scored]
     acc = ci = method = None
     if scored:
-        acc = accuracy(flags, _groups(scored))
-        ci, method = accuracy_interval(flags, _groups(scored))
+        groups = _groups(scored)
+        acc = accuracy(flags, groups)
+        ci, method = accuracy_interval(flags, groups)
     tokens = [record["completion_tokens"] for record in scored if record.get("completion_tokens") is not None]
     seconds = [record["latency_s"] for record in scored if record.get("completion_tokens") is not None]
     reasons: dict[str, int] = {}
