@@ -51,3 +51,10 @@ def field_start_marker(adapter: Adapter, field_name: str) -> str:
         f"answer-only decoding is not supported with {type(adapter).__name__}; "
         "use dspy.ChatAdapter() or dspy.XMLAdapter(), or mode='full'."
     )
+
+
+def field_end_marker(adapter: Adapter, field_name: str) -> str:
+    """The text that closes `field_name` when it is the last output field (XML: its closing tag)."""
+    if isinstance(adapter, XMLAdapter):
+        return f"</{field_name}>"
+    return "[[ ## completed ## ]]"

@@ -63,7 +63,9 @@ class PostReason(dspy.Module):
         extended = post_reason_signature(
             signature, rationale_field=rationale_field, rationale_desc=rationale_desc, instruction=instruction
         )
-        self.predict = StrictPredict(extended, on_parse_error=on_parse_error, **config)
+        self.predict = StrictPredict(
+            extended, on_parse_error=on_parse_error, trailing_text_field=rationale_field, **config
+        )
 
     def _call_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         mode = _check_mode(kwargs.pop("mode", self.mode))

@@ -10,11 +10,12 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import dspy
+from dspy.adapters.base import Adapter
 from dspy.signatures.signature import Signature
 from dspy.utils.exceptions import AdapterParseError
 
-from postreason_dspy.decoding import strict_adapter
-from postreason_dspy.errors import CompletionParseError, StateMismatchError
+from postreason_dspy.decoding import field_end_marker, field_start_marker, strict_adapter
+from postreason_dspy.errors import CompletionParseError, StateMismatchError, UnsupportedAdapterError
 
 OnParseError = Literal["raise", "mark"]
 
@@ -32,27 +33,61 @@ class StrictPredict(dspy.Predict):
     `on_parse_error="raise"` raises `CompletionParseError` (with the raw completion);
     `"mark"` returns a prediction whose outputs are None and whose `parse_error` and `completion`
     say what came back, so an evaluation can record it and go on.
+
+    `trailing_text_field` names a last output field of free text (post-reasoning's rationale) that
+    must never cost the fields before it: when the whole completion does not parse (XML with a `<`
+    in the justification, or cut off by max_tokens inside it), the text before the field's marker
+    is parsed alone and the field gets the raw text after the marker. No second LM call is made.
     """
 
-    def __init__(self, signature: str | type[Signature], on_parse_error: OnParseError = "raise", **config: Any):
+    def __init__(
+        self,
+        signature: str | type[Signature],
+        on_parse_error: OnParseError = "raise",
+        trailing_text_field: str | None = None,
+        **config: Any,
+    ):
         super().__init__(signature, **config)
         if on_parse_error not in ("raise", "mark"):
             raise ValueError(f"on_parse_error must be 'raise' or 'mark', not {on_parse_error!r}")
+        if trailing_text_field is not None and list(self.signature.output_fields)[-1] != trailing_text_field:
+            raise ValueError(f"trailing_text_field {trailing_text_field!r} is not the last output field")
         self.on_parse_error = on_parse_error
+        self.trailing_text_field = trailing_text_field
 
     def forward(self, **kwargs: Any) -> dspy.Prediction:
-        with dspy.context(adapter=strict_adapter()):
+        adapter = strict_adapter()
+        with dspy.context(adapter=adapter):
             try:
                 return super().forward(**kwargs)
             except AdapterParseError as exc:
-                return self._unparsed(exc)
+                return self._parse_before_trailing_field(adapter, exc) or self._unparsed(exc)
 
     async def aforward(self, **kwargs: Any) -> dspy.Prediction:
-        with dspy.context(adapter=strict_adapter()):
+        adapter = strict_adapter()
+        with dspy.context(adapter=adapter):
             try:
                 return await super().aforward(**kwargs)
             except AdapterParseError as exc:
-                return self._unparsed(exc)
+                return self._parse_before_trailing_field(adapter, exc) or self._unparsed(exc)
+
+    def _parse_before_trailing_field(self, adapter: Adapter, exc: AdapterParseError) -> dspy.Prediction | None:
+        field = self.trailing_text_field
+        if field is None or not exc.lm_response:
+            return None
+        try:
+            marker = field_start_marker(adapter, field)
+        except UnsupportedAdapterError:
+            return None
+        head, found, tail = exc.lm_response.partition(marker)
+        if not found:
+            return None
+        try:
+            fields = adapter.parse(self.signature, head)
+        except AdapterParseError:
+            return None
+        fields[field] = tail.split(field_end_marker(adapter, field))[0].strip()
+        return dspy.Prediction(**fields)
 
     def _unparsed(self, exc: AdapterParseError) -> dspy.Prediction:
         completion = exc.lm_response

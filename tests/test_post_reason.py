@@ -134,13 +134,25 @@ def test_multiple_and_typed_outputs():
     assert "`value`, `unit`, `factors`" in engine.requests[0].messages[0]["content"]
 
 
-def test_truncation_inside_the_rationale_still_parses():
+@pytest.mark.parametrize("adapter", [dspy.ChatAdapter, dspy.XMLAdapter], ids=["chat", "xml"])
+def test_truncation_inside_the_rationale_still_parses(adapter):
     lm, engine = scripted_lm(VALUES)
-    with dspy.context(lm=lm):
+    with dspy.context(lm=lm, adapter=adapter()):
         pred = PostReason("question -> answer", max_tokens=20)(question="q")
     assert engine.requests[0].max_tokens == 20
     assert pred.answer == "42"
     assert 0 < len(tokens(pred.rationale)) < 20
+    assert len(engine.requests) == 1
+
+
+def test_xml_rationale_that_is_not_xml_keeps_the_answer():
+    lm, engine = scripted_lm({"answer": "7", "rationale": "since 3 < 4 & 4 < 7, it is 7", "note": "3 < 4"})
+    with dspy.context(lm=lm, adapter=dspy.XMLAdapter()):
+        pred = PostReason("question -> answer: int")(question="q")
+    assert (pred.answer, pred.rationale) == (7, "since 3 < 4 & 4 < 7, it is 7")
+    assert len(engine.requests) == 1
+    with dspy.context(lm=lm, adapter=dspy.XMLAdapter()), pytest.raises(CompletionParseError):
+        Direct("question -> answer: int, note")(question="q")  # no free-text tail to fall back on
 
 
 def test_signature_transform_options():
