@@ -284,6 +284,10 @@ def _gpqa_rows(count):
     ]
 
 
+def test_only_gpqa_text_is_withheld_from_run_records():
+    assert [bench.name for bench in list_benchmarks() if bench.withhold_text] == ["gpqa"]
+
+
 def test_gpqa_options_are_shuffled_with_a_fixed_seed_per_question(tmp_path):
     bench = get_benchmark("gpqa")
     path = _write(tmp_path / "gpqa_diamond.csv", _gpqa_rows(40))

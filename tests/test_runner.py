@@ -32,6 +32,7 @@ class FakeBenchmark:
     family: str = "math"
     size: int = 6
     offset: int = 0
+    withhold_text: bool = False
 
     def load(self, split="test", limit=None, seed=0, path=None):
         examples = [
@@ -213,6 +214,17 @@ def test_no_api_key_anywhere_under_runs(tmp_path, monkeypatch):
     for path in files:
         assert secret.encode() not in path.read_bytes(), path
     assert "[redacted]" in store.examples_path.read_text()
+
+
+def test_withheld_benchmark_text_is_not_written_under_runs(tmp_path):
+    lm, _ = scripted_lm(post_fixes_odd)
+    store, summary = run(tmp_path, lm, bench=FakeBenchmark(withhold_text=True))
+    write_report(store)
+    records = store.records()
+    assert len(records) == 12 and summary.complete
+    assert all(record["inputs"] is None and record["id"].startswith("q") for record in records)
+    for path in (path for path in tmp_path.rglob("*") if path.is_file()):
+        assert b"What is" not in path.read_bytes(), path
 
 
 def test_progress_display_shows_each_setting(tmp_path):

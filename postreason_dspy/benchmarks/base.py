@@ -65,6 +65,7 @@ class Benchmark:
     `normalize` maps a row to an `Item` (or None for a row that belongs to another variant, e.g.
     another BBH task) and raises ValueError for a malformed row. `split_key` names the benchmark in
     the split hash; variants sharing it (all of BBH and each BBH task) agree on every item's split.
+    `withhold_text` keeps the items' text out of run records (GPQA must never be stored in plain text).
     """
 
     name: str
@@ -79,6 +80,7 @@ class Benchmark:
     hub: HubSource | None = None
     shuffle_options: bool = False
     macro_average_by: str | None = None
+    withhold_text: bool = False
     note: str = ""
 
     # ----- data -----

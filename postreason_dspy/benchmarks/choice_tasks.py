@@ -126,9 +126,10 @@ def choice_benchmarks() -> list[Benchmark]:
             split_key="gpqa",
             hub=HubSource("Idavidrein/gpqa", ("gpqa_diamond",), {"train": "test"}, stream=True, gated=True),
             shuffle_options=True,
+            withhold_text=True,
             note="GPQA's authors ask that it never be published in plain text, so this package neither ships "
-            "nor caches it (the hub is read streaming, without a local copy). Options are shuffled with a "
-            "fixed seed per question id.",
+            "nor caches it (the hub is read streaming, without a local copy), and run records hold only its "
+            "question ids. Options are shuffled with a fixed seed per question id.",
             **common,
         ),
         Benchmark(

@@ -39,6 +39,7 @@ class BenchmarkLike(Protocol):
 
     name: str
     family: str
+    withhold_text: bool
 
     def load(
         self, split: str = ..., limit: int | None = ..., seed: int = ..., path: Any = ...
@@ -107,7 +108,7 @@ def example_record(
         "benchmark": setting.benchmark,
         "strategy": setting.strategy,
         "id": str(example.id),
-        "inputs": example.inputs().toDict(),
+        "inputs": None if bench.withhold_text else example.inputs().toDict(),
         "gold": str(example.answer),
         "group": example.get(group_field) if group_field else None,
         "status": status,
