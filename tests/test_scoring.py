@@ -66,6 +66,8 @@ def test_boxed_contents_balances_braces():
         (r"\boxed{18}", "18"),
         (r"The total is \boxed{\$1,080}, from 12 boxes", "1080"),
         ("18 (16 - 3 - 4 = 9 eggs at $2 each)", "18"),  # two numbers: the first is the answer
+        ("Answer: 3 + 4 = 7", "7"),  # a bare calculation: its result
+        ("$12 \\times 3 = $36\nso she pays 36 - 0 = 36", "36"),
         ("The answer is 25, since 5 * 5 = 25", "25"),
         ("-7 degrees", "-7"),
         ("−3", "-3"),
@@ -183,6 +185,7 @@ OPTIONS = ["bank", "library", "department store", "mall", "new york"]
         ("Answer: D", "D"),
         ("The answer is (E).", "E"),
         ("The correct option is A", "A"),
+        ("Option A is tempting, but the answer is C", "C"),
         (r"\boxed{C}", "C"),
         (r"\boxed{\text{(D)}}", "D"),
         ("department store", "C"),  # the option's text itself

@@ -16,7 +16,8 @@ LETTERS = "ABCDEFGHIJ"
 _MARKUP = re.compile(r"\*\*|__|`|\\text\{([^{}]*)\}")
 _WHOLE = re.compile(r"^\W*\(?([A-Za-z])\)?\W*$")
 _LEADING = re.compile(r"^\(([A-Za-z])\)|^([A-Za-z])[.)]|^([A-Z])(?=\s*[:,;\]\n]|\s+[-–—]\s|\s+is\b|$)")
-_CUE = re.compile(r"(?i:\b(?:answer|option|choice)\b(?:\s+is)?)\s*[:\-]?\s*\(?([A-Z])\)?(?![A-Za-z])")
+_CUE = r"(?i:\b(?:{})\b(?:\s+is)?)\s*[:\-]?\s*\(?([A-Z])\)?(?![A-Za-z])"
+_CUES = (re.compile(_CUE.format("answer")), re.compile(_CUE.format("option|choice")))  # "answer" wins
 _PARENS = re.compile(r"\(([A-Z])\)")
 
 
@@ -58,8 +59,7 @@ def extract_choice(
             found = next(group for group in match.groups() if group).upper()
             break
     if found is None:
-        match = _CUE.search(text)
-        found = match.group(1) if match else None
+        found = next((match.group(1) for cue in _CUES if (match := cue.search(text))), None)
     if found is None and choices:
         found = _by_option_text(text, choices, letters)
     if found is None:

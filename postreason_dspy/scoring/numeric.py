@@ -2,6 +2,7 @@
 
 The number is the boxed one if any, else the one after an "answer is"/"Answer:" cue, else the FIRST
 number of the answer field: with answer-first output, later numbers belong to the justification.
+An answer that opens with a bare calculation ("3 + 4 = 7") is read as its result.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ NUMBER = re.compile(
     rf"|(?P<rnum>{_SIGN}\d+)\s*/\s*(?P<rden>\d+)(?![\d.])"  # 3/4
     rf"|(?P<num>{_SIGN}(?:{_DIGITS}))"  # -1,234.5
 )
+_TERM = r"(?:[\d\s.,$+\-−*/×÷x()^]|\\times|\\cdot|\\div)+"
+CALCULATION = re.compile(rf"{_TERM}(?:={_TERM})+")
 ANSWER_CUE = re.compile(r"\banswer\b(?:\s+is)?[\s:=*$\\(]*(?=[-−.\d\\])", re.IGNORECASE)
 
 # Relative tolerance for comparing values written as decimals (0.3333333 vs 1/3).
@@ -46,6 +49,12 @@ def first_number(text: str) -> Fraction | None:
     return None
 
 
+def _result_of_calculation(text: str) -> str:
+    """The part after the last "=" when `text` opens with a line that is only a calculation, else `text`."""
+    first_line = text.strip().split("\n", 1)[0]
+    return first_line.rsplit("=", 1)[1] if CALCULATION.fullmatch(first_line) else text
+
+
 def format_number(value: Fraction) -> str:
     """A canonical spelling: "18", "-2.5", or "1/3" when the decimal would not terminate."""
     if value.denominator == 1:
@@ -69,7 +78,7 @@ def extract_number(text: str | None) -> str | None:
         candidates.append(text[cue.end() :])
     candidates.append(text)
     for candidate in candidates:
-        value = first_number(candidate)
+        value = first_number(_result_of_calculation(candidate))
         if value is not None:
             return format_number(value)
     return None
