@@ -40,11 +40,6 @@ KEY_ENV = {
 DEFAULT_BASES = {"ollama": "http://localhost:11434", "ollama_chat": "http://localhost:11434"}
 
 
-def local_lm(base_url: str, **kwargs: Any) -> dspy.LM:
-    """A dspy.LM for a llama.cpp server at `base_url`, on the request path it honours."""
-    return dspy.LM(LOCAL_MODEL_STRING, api_base=base_url, api_key=LOCAL_API_KEY, **kwargs)
-
-
 def check_reachable(api_base: str, timeout: float = 3.0) -> None:
     """Fail in seconds, before a long run, when nothing listens at `api_base`.
 

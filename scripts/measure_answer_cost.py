@@ -5,7 +5,9 @@ justification's marker), cot, and post_stream (full-mode request streamed, cance
 field is complete). Each strategy runs over all questions in turn after the same warm-up request, so
 every call meets the same server cache state. Writes a JSON file under runs/.
 
-    python scripts/measure_answer_cost.py --limit 30 [--model local]
+    python scripts/measure_answer_cost.py --limit 30 [--model local] [--api-base URL]
+
+--model/--api-base as for `postreason eval`; API keys come only from the environment.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import dspy
 
 from postreason_dspy import PostReason, make_strategy
 from postreason_dspy.benchmarks import get_benchmark
-from postreason_dspy.models import describe_lm, resolve_lm
+from postreason_dspy.models import add_model_arguments, describe_lm, lm_from_args, redact
 from postreason_dspy.streaming import stream_answer
 
 STRATEGIES = ("direct", "post", "post_full", "cot", "post_stream")
@@ -71,13 +73,13 @@ def measure(lm: dspy.LM, strategy: str, examples: list[dspy.Example]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="local")
+    add_model_arguments(parser)
     parser.add_argument("--limit", type=int, default=30)
     parser.add_argument("--max-tokens", type=int, default=512)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
-    lm = resolve_lm(args.model, max_tokens=args.max_tokens)
+    lm = lm_from_args(args, max_tokens=args.max_tokens)
     examples = get_benchmark("gsm8k").load(split="test", limit=args.limit)
     results = {}
     for strategy in STRATEGIES:
@@ -96,7 +98,8 @@ def main() -> None:
     }
     record = {
         "created": datetime.now(UTC).isoformat(),
-        "command": f"python scripts/measure_answer_cost.py --model {args.model} --limit {args.limit}",
+        "command": f"python scripts/measure_answer_cost.py --model {args.model}"
+        + (f" --api-base {redact(args.api_base)}" if args.api_base else "") + f" --limit {args.limit}",
         "model": describe_lm(lm),
         "benchmark": "gsm8k",
         "limit": args.limit,

@@ -10,6 +10,11 @@ harness spends outside LM calls (its wall time minus the recorded LM latencies) 
 free of the server's run-to-run noise (exact with --threads 1). Writes a JSON file under runs/.
 
     python scripts/measure_harness_overhead.py --limit 20 [--threads 1] [--strategy direct] [--model local]
+        [--api-base URL]
+
+--model/--api-base as for `postreason eval`; API keys come only from the environment. The bare loop
+posts to the resolved LM's server with the key that LM sends, so the model must speak OpenAI chat
+completions (local, hosted_vllm/..., openai/..., or another OpenAI-compatible provider).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -34,7 +40,17 @@ from postreason_dspy.benchmarks import get_benchmark
 from postreason_dspy.cli import main as postreason
 from postreason_dspy.decoding import field_start_marker, strict_adapter
 from postreason_dspy.evaluation import RunStore
-from postreason_dspy.models import describe_lm, resolve_lm
+from postreason_dspy.models import (
+    KEY_ENV,
+    LOCAL_MODEL_STRING,
+    add_model_arguments,
+    describe_lm,
+    lm_from_args,
+    redact,
+)
+
+# litellm's own defaults for the OpenAI-style providers whose base get_llm_provider leaves unset
+CHAT_COMPLETIONS_BASES = {"openai": "https://api.openai.com/v1", "openrouter": "https://openrouter.ai/api/v1"}
 
 
 def request_bodies(lm: dspy.LM, program: dspy.Module, examples: list[dspy.Example]) -> list[dict[str, Any]]:
@@ -57,16 +73,36 @@ def request_bodies(lm: dspy.LM, program: dspy.Module, examples: list[dspy.Exampl
     ]
 
 
-def post(url: str, api_key: str, body: dict[str, Any]) -> dict[str, Any]:
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), method="POST",
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {api_key}"},
-    )
+def endpoint(lm: dspy.LM) -> tuple[str, str | None]:
+    """The /chat/completions URL the LM calls and the API key it sends, resolved as litellm does: the LM's
+    api_base/api_key, else the provider's environment variables and defaults. The key is never printed."""
+    base, key = lm.kwargs.get("api_base"), lm.kwargs.get("api_key")
+    if lm.model != LOCAL_MODEL_STRING:  # the local server's LM carries both
+        import litellm  # slow import (seconds)
+
+        _, provider, found_key, found_base = litellm.get_llm_provider(lm.model, api_base=base, api_key=key)
+        if provider not in CHAT_COMPLETIONS_BASES and provider not in litellm.openai_compatible_providers:
+            raise SystemExit(f"the bare loop speaks OpenAI chat completions, which {provider!r} does not; "
+                             "use an OpenAI-compatible model such as hosted_vllm/NAME with --api-base")
+        env = provider.upper()
+        base = (found_base or (provider == "openai" and os.environ.get("OPENAI_BASE_URL"))
+                or os.environ.get(f"{env}_API_BASE") or CHAT_COMPLETIONS_BASES.get(provider))
+        key = found_key or os.environ.get(KEY_ENV.get(provider, f"{env}_API_KEY"))
+        if not base:
+            raise SystemExit(f"no server URL for {lm.model!r}: pass --api-base")
+    return base.rstrip("/") + "/chat/completions", key
+
+
+def post(url: str, api_key: str | None, body: dict[str, Any]) -> dict[str, Any]:
+    headers = {"Content-Type": "application/json"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers=headers)
     with urllib.request.urlopen(request, timeout=600) as response:
         return json.load(response)
 
 
-def bare_loop(url: str, api_key: str, bodies: list[dict[str, Any]], threads: int) -> tuple[float, list[dict]]:
+def bare_loop(url: str, api_key: str | None, bodies: list[dict[str, Any]], threads: int) -> tuple[float, list[dict]]:
     start = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
         responses = list(pool.map(lambda body: post(url, api_key, body), bodies))
@@ -74,7 +110,8 @@ def bare_loop(url: str, api_key: str, bodies: list[dict[str, Any]], threads: int
 
 
 def harness(args: argparse.Namespace, runs_dir: Path, run_id: str) -> tuple[float, list[dict]]:
-    command = ["eval", "--model", args.model, "--benchmark", args.benchmark, "--strategy", args.strategy,
+    command = ["eval", "--model", args.model, *(["--api-base", args.api_base] if args.api_base else []),
+               "--benchmark", args.benchmark, "--strategy", args.strategy,
                "--limit", str(args.limit), "--threads", str(args.threads), "--max-tokens", str(args.max_tokens),
                "--runs-dir", str(runs_dir), "--run-id", run_id, "--no-progress"]
     start = time.perf_counter()
@@ -82,13 +119,14 @@ def harness(args: argparse.Namespace, runs_dir: Path, run_id: str) -> tuple[floa
         code = postreason(command)
     seconds = time.perf_counter() - start
     if code != 0:
-        raise SystemExit(f"postreason {' '.join(command)} exited with {code}")
+        shown = [redact(part) if part == args.api_base else part for part in command]
+        raise SystemExit(f"postreason {' '.join(shown)} exited with {code}")
     return seconds, RunStore.open(run_id, runs_dir).records()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="local")
+    add_model_arguments(parser)
     parser.add_argument("--benchmark", default="gsm8k")
     parser.add_argument("--strategy", default="direct")
     parser.add_argument("--limit", type=int, default=20)
@@ -98,9 +136,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
-    lm = resolve_lm(args.model, max_tokens=args.max_tokens)
-    url = lm.kwargs["api_base"].rstrip("/") + "/chat/completions"
-    api_key = lm.kwargs.get("api_key") or "none"
+    lm = lm_from_args(args, max_tokens=args.max_tokens)
+    url, api_key = endpoint(lm)
     bench = get_benchmark(args.benchmark)
     started = time.perf_counter()
     examples = bench.load(split="test", limit=args.limit)
@@ -142,7 +179,8 @@ def main() -> None:
     outside_lm = statistics.median((r["harness_s"] - r["harness_lm_latency_s"]) / len(examples) for r in repeats)
     record = {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": f"python scripts/measure_harness_overhead.py --model {args.model} --benchmark {args.benchmark} "
+        "command": f"python scripts/measure_harness_overhead.py --model {args.model} "
+        + (f"--api-base {redact(args.api_base)} " if args.api_base else "") + f"--benchmark {args.benchmark} "
         f"--strategy {args.strategy} --limit {args.limit} --threads {args.threads} --repeats {args.repeats}",
         "model": describe_lm(lm),
         "benchmark": args.benchmark,
