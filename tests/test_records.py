@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 
 import pytest
@@ -40,7 +41,9 @@ def test_create_open_and_latest(tmp_path, store):
     with pytest.raises(ConfigurationError, match="plain directory name"):
         RunStore.create(tmp_path, {}, run_id="../escape")
     later = RunStore.create(tmp_path, {}, run_id="r0")
-    assert RunStore.latest(tmp_path).path == later.path
+    os.utime(store.path / "config.json", (1_000, 1_000))
+    os.utime(later.path / "config.json", (2_000, 2_000))
+    assert RunStore.latest(tmp_path).path == later.path  # by start time, not by name
 
 
 def test_torn_last_line_is_ignored_and_compaction_drops_it(store):
