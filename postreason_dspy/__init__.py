@@ -7,6 +7,7 @@ from postreason_dspy.errors import (
     StateMismatchError,
     UnsupportedAdapterError,
 )
+from postreason_dspy.models import resolve_lm
 from postreason_dspy.modules import PostReason, with_mode
 from postreason_dspy.predict import StrictPredict
 from postreason_dspy.signatures import DEFAULT_INSTRUCTION, post_reason_signature
@@ -26,5 +27,6 @@ __all__ = [
     "UnsupportedAdapterError",
     "make_strategy",
     "post_reason_signature",
+    "resolve_lm",
     "with_mode",
 ]
