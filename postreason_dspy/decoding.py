@@ -53,6 +53,18 @@ def field_start_marker(adapter: Adapter, field_name: str) -> str:
     )
 
 
+def answer_only_stops(adapter: Adapter, field_name: str) -> list[str]:
+    """The stop sequences of answer-only decoding: the rationale's marker, with XML also the tag capitalised.
+
+    Small models capitalise the tag they were shown (Qwen2.5-Coder-0.5B writes `<Rationale>`), and
+    stop sequences are matched exactly.
+    """
+    marker = field_start_marker(adapter, field_name)
+    if isinstance(adapter, XMLAdapter):
+        return list(dict.fromkeys([marker, f"<{field_name[:1].upper()}{field_name[1:]}>"]))
+    return [marker]
+
+
 def field_end_marker(adapter: Adapter, field_name: str) -> str:
     """The text that closes `field_name` when it is the last output field (XML: its closing tag)."""
     if isinstance(adapter, XMLAdapter):

@@ -14,7 +14,7 @@ from typing import Any
 import dspy
 from dspy.adapters.base import Adapter
 
-from postreason_dspy.decoding import active_adapter, field_start_marker, strict_adapter
+from postreason_dspy.decoding import active_adapter, answer_only_stops, field_start_marker, strict_adapter
 from postreason_dspy.modules import PostReason
 
 
@@ -38,7 +38,7 @@ def export_prompts(program: dspy.Module, adapter: Adapter | None = None) -> dict
             "inputs": list(signature.input_fields),
             "outputs": list(signature.output_fields),
             "output_markers": {field: field_start_marker(adapter, field) for field in signature.output_fields},
-            "answer_only_stop": field_start_marker(adapter, owner.rationale_field) if owner else None,
+            "answer_only_stops": answer_only_stops(adapter, owner.rationale_field) if owner else None,
         })
     return {"adapter": type(adapter).__name__, "placeholder": placeholder("field"), "predictors": predictors}
 

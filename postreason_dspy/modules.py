@@ -12,7 +12,7 @@ from typing import Any, Literal
 import dspy
 from dspy.signatures.signature import Signature, ensure_signature
 
-from postreason_dspy.decoding import active_adapter, field_start_marker
+from postreason_dspy.decoding import active_adapter, answer_only_stops
 from postreason_dspy.predict import OnParseError, StrictPredict
 from postreason_dspy.signatures import (
     DEFAULT_INSTRUCTION,
@@ -70,11 +70,11 @@ class PostReason(dspy.Module):
     def _call_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         mode = _check_mode(kwargs.pop("mode", self.mode))
         if mode == "answer_only":
-            marker = field_start_marker(active_adapter(), self.rationale_field)
+            markers = answer_only_stops(active_adapter(), self.rationale_field)
             config = dict(kwargs.pop("config", {}))
             stops = config.get("stop", self.predict.config.get("stop")) or []
             stops = [stops] if isinstance(stops, str) else list(stops)
-            config["stop"] = [marker, *(s for s in stops if s != marker)]
+            config["stop"] = [*markers, *(s for s in stops if s not in markers)]
             kwargs["config"] = config
         return kwargs
 

@@ -7,6 +7,7 @@ matches saved fields by position and would silently swap descriptions).
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 import dspy
@@ -79,14 +80,15 @@ class StrictPredict(dspy.Predict):
             marker = field_start_marker(adapter, field)
         except UnsupportedAdapterError:
             return None
-        head, found, tail = exc.lm_response.partition(marker)
-        if not found:
+        start = re.search(re.escape(marker), exc.lm_response, re.IGNORECASE)  # small models write <Rationale>
+        if start is None:
             return None
         try:
-            fields = adapter.parse(self.signature, head)
+            fields = adapter.parse(self.signature, exc.lm_response[: start.start()])
         except AdapterParseError:
             return None
-        fields[field] = tail.split(field_end_marker(adapter, field))[0].strip()
+        tail = exc.lm_response[start.end() :]
+        fields[field] = re.split(re.escape(field_end_marker(adapter, field)), tail, flags=re.IGNORECASE)[0].strip()
         return dspy.Prediction(**fields)
 
     def _unparsed(self, exc: AdapterParseError) -> dspy.Prediction:

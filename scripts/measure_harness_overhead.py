@@ -38,7 +38,7 @@ import dspy
 from postreason_dspy import PostReason
 from postreason_dspy.benchmarks import get_benchmark
 from postreason_dspy.cli import main as postreason
-from postreason_dspy.decoding import field_start_marker, strict_adapter
+from postreason_dspy.decoding import answer_only_stops, strict_adapter
 from postreason_dspy.evaluation import RunStore
 from postreason_dspy.models import (
     KEY_ENV,
@@ -58,9 +58,10 @@ def request_bodies(lm: dspy.LM, program: dspy.Module, examples: list[dspy.Exampl
     (_, predictor), = program.named_predictors()
     adapter = strict_adapter()
     stop = [
-        field_start_marker(adapter, module.rationale_field)
+        marker
         for _, module in program.named_sub_modules()
         if isinstance(module, PostReason) and module.mode == "answer_only"
+        for marker in answer_only_stops(adapter, module.rationale_field)
     ]
     settings = {"temperature": lm.kwargs["temperature"], "max_tokens": lm.kwargs["max_tokens"]}
     if stop:

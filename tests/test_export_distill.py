@@ -32,8 +32,8 @@ def test_export_fills_to_the_exact_request_dspy_sends(tmp_path):
     exported = json.loads(write_export(program, tmp_path / "prompts.json").read_text())
     solve = next(p for p in exported["predictors"] if p["name"] == "solve.predict")
     assert solve["outputs"] == ["answer", "rationale"]
-    assert solve["answer_only_stop"] == "[[ ## rationale ## ]]"
-    assert next(p for p in exported["predictors"] if p["name"] == "restate.predict")["answer_only_stop"] is None
+    assert solve["answer_only_stops"] == ["[[ ## rationale ## ]]"]
+    assert next(p for p in exported["predictors"] if p["name"] == "restate.predict")["answer_only_stops"] is None
 
     lm, engine = scripted_lm(VALUES)
     with dspy.context(lm=lm):
@@ -44,7 +44,7 @@ def test_export_fills_to_the_exact_request_dspy_sends(tmp_path):
         for m in solve["messages"]
     ]
     assert filled == engine.requests[1].messages
-    assert engine.requests[1].stop == (solve["answer_only_stop"],)
+    assert engine.requests[1].stop == tuple(solve["answer_only_stops"])
 
 
 def test_xml_export_uses_xml_markers():
@@ -52,6 +52,7 @@ def test_xml_export_uses_xml_markers():
     (predictor,) = exported["predictors"]
     assert exported["adapter"] == "XMLAdapter"
     assert predictor["output_markers"] == {"answer": "<answer>", "rationale": "<rationale>"}
+    assert predictor["answer_only_stops"] == ["<rationale>", "<Rationale>"]
 
 
 def exact(example, pred, trace=None):

@@ -36,13 +36,14 @@ def test_prompt_asks_for_answer_before_rationale(adapter):
 
 
 @pytest.mark.parametrize(
-    ("adapter", "marker"), [(dspy.ChatAdapter, "[[ ## rationale ## ]]"), (dspy.XMLAdapter, "<rationale>")]
+    ("adapter", "markers"),
+    [(dspy.ChatAdapter, ("[[ ## rationale ## ]]",)), (dspy.XMLAdapter, ("<rationale>", "<Rationale>"))],
 )
-def test_answer_only_stops_at_rationale_marker(adapter, marker):
+def test_answer_only_stops_at_rationale_marker(adapter, markers):
     lm, engine = scripted_lm(VALUES)
     with dspy.context(lm=lm, adapter=adapter()):
         pred = PostReason("question -> answer", mode="answer_only")(question="What is 7 * 6?")
-    assert engine.requests[0].stop == (marker,)
+    assert engine.requests[0].stop == markers
     assert pred.answer == "42"
     assert pred.rationale == ""
 
@@ -143,6 +144,14 @@ def test_truncation_inside_the_rationale_still_parses(adapter):
     assert pred.answer == "42"
     assert 0 < len(tokens(pred.rationale)) < 20
     assert len(engine.requests) == 1
+
+
+def test_xml_rationale_under_a_capitalised_tag_keeps_the_answer():
+    completion = "<answer>$1</answer>\n<Rationale>It costs $1 < $2.</rationale>"  # as Qwen2.5-Coder-0.5B wrote
+    lm, _ = scripted_lm(lambda user: completion)
+    with dspy.context(lm=lm, adapter=dspy.XMLAdapter()):
+        pred = PostReason("question -> answer")(question="q")
+    assert (pred.answer, pred.rationale) == ("$1", "It costs $1 < $2.")
 
 
 def test_xml_rationale_that_is_not_xml_keeps_the_answer():

@@ -18,12 +18,15 @@ from postreason_dspy.benchmarks import get_benchmark
 pytestmark = pytest.mark.integration
 
 N_QUESTIONS = 20
+N_XML_QUESTIONS = 10
 MARKER_ALLOWANCE = 12  # answer-only pays for the field markers and a line break or two
 
 
-def run_mode(lm: dspy.LM, strategy: str, examples: list[dspy.Example]) -> list[tuple[dspy.Prediction, int]]:
+def run_mode(
+    lm: dspy.LM, strategy: str, examples: list[dspy.Example], adapter: dspy.Adapter | None = None
+) -> list[tuple[dspy.Prediction, int]]:
     program = make_strategy(strategy, "question -> answer", on_parse_error="mark")
-    with dspy.context(lm=lm, track_usage=True):
+    with dspy.context(lm=lm, adapter=adapter, track_usage=True):
         lm("Say OK.", max_tokens=2)  # same cache state for every mode
         results = []
         for example in examples:
@@ -64,3 +67,14 @@ def test_answer_only_costs_what_a_direct_answer_costs(runs):
     assert tokens["post"] <= tokens["direct"] + MARKER_ALLOWANCE, tokens
     assert tokens["post"] * 3 < tokens["post_full"], tokens
     assert tokens["post"] * 3 < tokens["cot"], tokens
+
+
+def test_answer_only_returns_the_full_modes_answer_with_the_xml_adapter(real_lm, gsm8k):
+    """The model often writes `<Rationale>` for `<rationale>`: both stop answer-only, and full mode
+    keeps its answer when the justification's tags do not match."""
+    examples = gsm8k[:N_XML_QUESTIONS]
+    full, short = (run_mode(real_lm, strategy, examples, dspy.XMLAdapter()) for strategy in ("post_full", "post"))
+    full_answers = [pred.answer for pred, _ in full]
+    assert sum(answer is not None for answer in full_answers) >= N_XML_QUESTIONS - 2
+    assert [pred.answer for pred, _ in short] == full_answers
+    assert mean(t for _, t in short) * 3 < mean(t for _, t in full)
