@@ -3,7 +3,7 @@
 The best wording and demos differ between models, so this tunes them per model on a dev set. Like
 MIPROv2 it asks Optuna's TPE sampler for one categorical per predictor (instruction index, demo-set
 index) and scores each candidate with `dspy.Evaluate`; unlike MIPROv2 the instruction candidates are
-post-reasoning wordings (see `optimizers.wordings`) rather than LM-proposed ones. Demo sets are
+post-reasoning wordings (see `postreason_dspy.optimizers.wordings`) rather than LM-proposed ones. Demo sets are
 bootstrapped with every `PostReason` in full mode, so demos carry real justifications even when the
 program answers in answer-only mode, which also keeps each trial as cheap as a direct answer.
 """
@@ -18,8 +18,8 @@ import optuna
 from dspy.teleprompt import Teleprompter
 from dspy.teleprompt.utils import create_n_fewshot_demo_sets
 
-from optimizers.wordings import POST_REASONING_WORDINGS
 from postreason_dspy import PostReason, with_mode
+from postreason_dspy.optimizers.wordings import POST_REASONING_WORDINGS
 from postreason_dspy.signatures import post_reason_instructions
 
 Metric = Callable[..., Any]

@@ -9,10 +9,10 @@ import pytest
 from fakes import requested_order, scripted_lm
 
 from postreason_dspy.benchmarks import get_benchmark
-from programs.composed import GivensThenAnswer
-from programs.free_form import FreeForm
-from programs.math_word import MathWord
-from programs.multiple_choice import MultipleChoice, render_options, shuffle_options
+from postreason_dspy.programs.composed import GivensThenAnswer
+from postreason_dspy.programs.free_form import FreeForm
+from postreason_dspy.programs.math_word import MathWord
+from postreason_dspy.programs.multiple_choice import MultipleChoice, render_options, shuffle_options
 
 VALUES = {
     "answer": "42",

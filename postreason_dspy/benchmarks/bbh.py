@@ -8,8 +8,8 @@ from typing import Any
 from postreason_dspy.benchmarks.base import Benchmark, Item, content_id
 from postreason_dspy.benchmarks.records import pick, row_id
 from postreason_dspy.benchmarks.sources import HubSource
+from postreason_dspy.programs.free_form import FreeForm
 from postreason_dspy.scoring import BBH_TASKS, FORMAT_HINTS, BBHScorer, extract_bbh
-from programs.free_form import FreeForm
 
 SCHEMA = (
     "input (or question); target; task (one of the 27 BBH task names; may be left out in a file "

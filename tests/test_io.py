@@ -1,0 +1,42 @@
+"""Crash-safe files: atomic replacement, JSONL with a torn last line, stable ids."""
+
+from __future__ import annotations
+
+import pytest
+
+from postreason_dspy.io import JsonlLog, atomic_path, atomic_write_json, content_id, json_id
+
+
+def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
+    path = tmp_path / "summary.json"
+    atomic_write_json(path, {"a": 1})
+    with pytest.raises(RuntimeError), atomic_path(path) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
+    assert path.read_text() == '{\n  "a": 1\n}\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+
+
+def test_a_torn_last_line_is_skipped_then_cut_so_appending_goes_on(tmp_path):
+    log = JsonlLog(tmp_path / "records.jsonl")
+    log.append_many([{"id": "1"}, {"id": "2"}])
+    with log.path.open("a") as handle:
+        handle.write('{"id": "3", "half')
+    assert log.read() == ([{"id": "1"}, {"id": "2"}], 1)
+    assert log.repair() is True
+    log.append({"id": "4"})
+    assert log.read() == ([{"id": "1"}, {"id": "2"}, {"id": "4"}], 0)
+    assert log.repair() is False
+
+
+def test_read_counts_lines_that_do_not_parse_or_are_not_accepted(tmp_path):
+    log = JsonlLog(tmp_path / "r.jsonl")
+    log.path.write_text('{"id": "1"}\nnot json\n[1, 2]\n')
+    assert log.read(lambda record: isinstance(record, dict)) == ([{"id": "1"}], 2)
+
+
+def test_content_ids_are_stable_and_separate_their_parts():
+    assert content_id("a", "b") == content_id("a", "b")
+    assert content_id("a", "b") != content_id("ab")
+    assert len(content_id("x")) == 16
+    assert json_id({"b": 1, "a": 2}) == json_id({"a": 2, "b": 1})
