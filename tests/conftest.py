@@ -1,14 +1,9 @@
-"""Shared fixtures: every unit test gets a fresh DSPy configuration and a scripted LM factory."""
+"""Shared fixtures: every unit test gets a fresh DSPy configuration."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import dspy
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.fixture(autouse=True)

@@ -13,11 +13,11 @@ import dspy
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from fakes import scripted_lm
 
 from postreason_dspy.benchmarks import DATA_DIR_VARIABLE, get_benchmark, list_benchmarks
 from postreason_dspy.benchmarks.package import package_root
 from postreason_dspy.errors import ConfigurationError, DatasetNotFoundError
+from postreason_dspy.testing import scripted_lm
 
 needs_package = pytest.mark.skipif(
     package_root() is None,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import dspy
-from fakes import scripted_lm
 
 from postreason_dspy import Direct, PostReason
 from postreason_dspy.distill import distill
 from postreason_dspy.export import export_prompts, write_export
+from postreason_dspy.testing import scripted_lm
 
 
 class TwoStep(dspy.Module):

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dspy
-from fakes import scripted_lm
 
 from postreason_dspy import Direct, PostReason
 from postreason_dspy.optimizers.post_reason_search import PostReasonSearch, instruction_candidates
 from postreason_dspy.optimizers.wordings import POST_REASONING_WORDINGS
+from postreason_dspy.testing import scripted_lm
 
 
 def exact(example, pred, trace=None):

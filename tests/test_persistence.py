@@ -6,9 +6,9 @@ import json
 
 import dspy
 import pytest
-from fakes import scripted_lm
 
 from postreason_dspy import ChainOfThought, Direct, PostReason, StateMismatchError
+from postreason_dspy.testing import scripted_lm
 
 
 def tuned_program() -> PostReason:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dspy
 import pytest
-from fakes import requested_order, scripted_lm, tokens
 
 from postreason_dspy import (
     ChainOfThought,
@@ -17,6 +16,7 @@ from postreason_dspy import (
     post_reason_signature,
     with_mode,
 )
+from postreason_dspy.testing import requested_order, scripted_lm, tokens
 
 LONG_RATIONALE = "Seven times six is forty-two, because six sevens are " + "forty-two " * 40
 VALUES = {"answer": "42", "rationale": LONG_RATIONALE, "reasoning": "6 * 7 = 42"}

@@ -6,13 +6,13 @@ import asyncio
 
 import dspy
 import pytest
-from fakes import requested_order, scripted_lm
 
 from postreason_dspy.benchmarks import get_benchmark
 from postreason_dspy.programs.composed import GivensThenAnswer
 from postreason_dspy.programs.free_form import FreeForm
 from postreason_dspy.programs.math_word import MathWord
 from postreason_dspy.programs.multiple_choice import MultipleChoice, render_options, shuffle_options
+from postreason_dspy.testing import requested_order, scripted_lm
 
 VALUES = {
     "answer": "42",

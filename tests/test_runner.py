@@ -10,7 +10,6 @@ from dataclasses import dataclass
 import dspy
 import pytest
 from dspy import lm15
-from fakes import requested_order, scripted_lm
 from rich.console import Console
 
 from postreason_dspy import make_strategy
@@ -19,6 +18,7 @@ from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.evaluation import EvalConfig, RetryPolicy, RunStore, resume_run, start_run, write_report
 from postreason_dspy.evaluation import runner as runner_module
 from postreason_dspy.scoring import answer_text
+from postreason_dspy.testing import requested_order, scripted_lm
 
 QUESTION = re.compile(r"What is (\d+) \+ \1\?")
 FAST_RETRY = RetryPolicy(retries=2, base_delay_s=0.001)

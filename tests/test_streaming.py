@@ -8,10 +8,10 @@ import dspy
 import pytest
 from dspy.lm15 import StreamDeltaEvent
 from dspy.utils.exceptions import AdapterParseError
-from fakes import requested_order, scripted_lm, tokens
 
 from postreason_dspy import CompletionParseError, Direct, PostReason
 from postreason_dspy.streaming import stream_answer
+from postreason_dspy.testing import requested_order, scripted_lm, tokens
 
 RATIONALE = " ".join(["because"] * 300)
 
