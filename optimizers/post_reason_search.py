@@ -1,28 +1,58 @@
 """`PostReasonSearch`: an Optuna search over post-reasoning instruction wordings and demo sets.
 
-The best wording and demos differ between models, so this tunes them per model on a dev set. Like
-MIPROv2 it asks Optuna's TPE sampler for one categorical per predictor (instruction index, demo-set
-index) and scores each candidate with `dspy.Evaluate`; unlike MIPROv2 the instruction candidates are
-post-reasoning wordings (see `postreason_dspy.optimizers.wordings`) rather than LM-proposed ones. Demo sets are
-bootstrapped with every `PostReason` in full mode, so demos carry real justifications even when the
-program answers in answer-only mode, which also keeps each trial as cheap as a direct answer.
+The best wording and demos differ between models, so this tunes them per model. Like MIPROv2 it asks
+Optuna's TPE sampler for one categorical per predictor (instruction index, demo-set index); unlike
+MIPROv2 the instructions are post-reasoning wordings (`postreason_dspy.optimizers.wordings`). What makes
+the result trustworthy:
+
+- candidates are scored on `valset`, which must be given and share no example with `trainset`, the
+  pool the demos are bootstrapped from;
+- trial 0 (the baseline) is the program exactly as given, its own demos kept, so "tuning did not
+  help" is a visible outcome; ties go to the earlier trial, so the baseline wins them;
+- demos of post-reasoning predictors carry the model's own justifications (see `demos`);
+- a candidate identical to one already scored is not scored again: it is recorded as `duplicate`
+  with the earlier score and does not count toward `num_trials`;
+- an unparseable completion scores 0 for its example and the search goes on (see `scoring`);
+- with a `run_dir`, the demo sets (`demo_sets.json`, checked by hash) and one line per trial
+  (`trials.jsonl`) are kept there; an interrupted trial is re-run and not counted; several workers
+  may share one study (a shared storage): the budget is the study's count of finished trials.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import fcntl
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import dspy
 import optuna
 from dspy.teleprompt import Teleprompter
-from dspy.teleprompt.utils import create_n_fewshot_demo_sets
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import FrozenTrial, TrialState
 
-from postreason_dspy import PostReason, with_mode
+from postreason_dspy import PostReason
+from postreason_dspy.errors import ConfigurationError
+from postreason_dspy.io import JsonlLog, atomic_write_json, json_id
+from postreason_dspy.optimizers import demos as demo_sets
+from postreason_dspy.optimizers.scoring import Aggregate, Metric, Usage, mean_score, score_program
+from postreason_dspy.optimizers.study import RETRY_OF, Heartbeat, default_study_name, open_study, retire_stale_trials
 from postreason_dspy.optimizers.wordings import POST_REASONING_WORDINGS
 from postreason_dspy.signatures import post_reason_instructions
 
-Metric = Callable[..., Any]
+TRIALS = "trials.jsonl"
+DEMO_SETS = "demo_sets.json"
+SEARCH = "search.json"
+STUDY_DB = "study.db"
+STATES = ("complete", "duplicate", "pruned", "failed", "interrupted")
+DUPLICATE_OF = "duplicate_of"
+MAX_REPEATS = 100  # duplicates in a row before the sampler is taken to have nothing new to offer
 
 
 def instruction_candidates(program: dspy.Module, wordings: Sequence[str]) -> list[list[str]]:
@@ -44,20 +74,97 @@ def instruction_candidates(program: dspy.Module, wordings: Sequence[str]) -> lis
     return candidates
 
 
+def apply_candidate(program: dspy.Module, instructions: Sequence[str], demos: Sequence[Sequence[dict]]) -> dspy.Module:
+    """A copy of `program` with these instructions and demos, per predictor."""
+    candidate = program.deepcopy()
+    for predictor, text, chosen in zip(candidate.predictors(), instructions, demos, strict=True):
+        predictor.signature = predictor.signature.with_instructions(text)
+        predictor.demos = demo_sets.as_demos(chosen)
+    return candidate
+
+
+def rebuild_from_study(program: dspy.Module, study: optuna.Study, trial: FrozenTrial | None = None) -> dspy.Module:
+    """`program` (untuned) with the instructions and demos of `trial` (default: the best), from the storage alone."""
+    trial = trial or best_trial(study)
+    if trial is None:
+        raise ConfigurationError(f"study {study.study_name!r} has no finished trial yet")
+    document = demo_sets.check_hash(study.user_attrs["demo_sets"], f"study {study.study_name!r}")
+    options = [{set_id: demos for set_id, demos, _ in demo_sets.demo_options(document, i)}
+               for i in range(len(program.predictors()))]
+    chosen = [options[i][set_id] for i, set_id in enumerate(trial.user_attrs["demo_set_ids"])]
+    return apply_candidate(program, trial.user_attrs["instructions"], chosen)
+
+
+def counted_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """Finished trials that count toward the budget: complete and not duplicates, in trial order."""
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if DUPLICATE_OF not in t.user_attrs]
+
+
+def best_trial(study: optuna.Study) -> FrozenTrial | None:
+    """The best counted trial; ties go to the earliest (the baseline wins a tie)."""
+    trials = counted_trials(study)
+    return max(trials, key=lambda t: (t.value, -t.number)) if trials else None
+
+
+@dataclass
+class TrialRecord:
+    """One line of trials.jsonl."""
+
+    number: int
+    state: str
+    params: dict[str, int]
+    instructions: list[str]
+    demo_set_ids: list[str]
+    demo_ids: list[list[str]]
+    dev_score: float | None
+    lm_calls: int
+    input_tokens: int
+    output_tokens: int
+    seconds: float
+    baseline: bool
+    unparsed: int = 0
+    duplicate_of: int | None = None
+    retry_of: int | None = None
+    note: str | None = None
+
+
+@contextmanager
+def _exclusive(run_dir: Path | None) -> Iterator[None]:
+    """One process at a time works in a run folder."""
+    if run_dir is None:
+        yield
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with (run_dir / ".search.lock").open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigurationError(f"another process is searching in {run_dir}") from None
+        yield
+
+
 class PostReasonSearch(Teleprompter):
     """Tune instructions and few-shot demos of a (post-reasoning) DSPy program with Optuna.
 
     Args:
-        metric: `metric(example, prediction, trace=None)`, truthy or a number.
-        num_trials: candidate programs scored on the dev set (the unmodified program is the first).
-        num_demo_sets: demo sets per predictor, including the empty set (see DSPy's
-            `create_n_fewshot_demo_sets`); 1 searches instructions only.
-        max_bootstrapped_demos / max_labeled_demos: demo set sizes.
+        metric: `metric(example, prediction, trace=None)`, truthy when right.
+        num_trials: counted trials (finished, not duplicates), the baseline included; with a shared
+            storage, the study's total over all workers.
+        num_demo_sets: bootstrapped demo sets offered per predictor (besides the program's own demos);
+            0 searches instructions only.
+        max_bootstrapped_demos: demos per set, each from a training example the model got right (full mode).
+        max_labeled_demos: labeled examples (no justification) added to each set: 0 unless asked for.
         wordings: the post-reasoning instruction templates to choose among.
-        num_threads: threads for `dspy.Evaluate` (1 for a single local server).
         seed: the sampler's and the demo sets' seed.
-        storage / study_name: an Optuna storage URL (e.g. "sqlite:///runs/search.db") so an
-            interrupted search keeps its finished trials and resumes with the same study name.
+        storage: an Optuna storage URL or object; default: `run_dir/study.db`, or memory without a run_dir.
+        study_name: default `default_study_name(...)` of the program, the splits, the model and the seed.
+        run_dir: where demo_sets.json, trials.jsonl and search.json go (and the default study.db).
+        max_lm_calls: stop cleanly once the study has spent this many LM calls (bootstrap and trials).
+        aggregate: `aggregate(examples, correct_flags) -> score` (default: the share correct).
+        heartbeat_interval / grace_period: a RUNNING trial silent for `grace_period` seconds belongs to
+            a dead worker (shared storages only: in a private storage every RUNNING trial at start is one).
+        on_trial: called with each TrialRecord and the search's progress (for a progress display).
     """
 
     def __init__(
@@ -65,45 +172,46 @@ class PostReasonSearch(Teleprompter):
         metric: Metric,
         *,
         num_trials: int = 20,
-        num_demo_sets: int = 4,
+        num_demo_sets: int = 3,
         max_bootstrapped_demos: int = 3,
-        max_labeled_demos: int = 3,
+        max_labeled_demos: int = 0,
         wordings: Sequence[str] = POST_REASONING_WORDINGS,
-        num_threads: int = 1,
         seed: int = 0,
-        storage: str | None = None,
+        storage: str | optuna.storages.BaseStorage | None = None,
         study_name: str | None = None,
+        run_dir: str | Path | None = None,
+        max_lm_calls: int | None = None,
+        aggregate: Aggregate = mean_score,
+        heartbeat_interval: float = 30.0,
+        grace_period: float = 120.0,
+        on_trial: Callable[[TrialRecord, dict[str, Any]], None] | None = None,
     ):
         super().__init__()
-        if num_trials < 1 or num_demo_sets < 1:
-            raise ValueError("num_trials and num_demo_sets must be at least 1")
+        if num_trials < 1 or num_demo_sets < 0:
+            raise ConfigurationError("num_trials must be at least 1 and num_demo_sets at least 0")
+        if max_lm_calls is not None and max_lm_calls < 1:
+            raise ConfigurationError(f"max_lm_calls must be at least 1, not {max_lm_calls}")
         self.metric = metric
         self.num_trials = num_trials
         self.num_demo_sets = num_demo_sets
         self.max_bootstrapped_demos = max_bootstrapped_demos
         self.max_labeled_demos = max_labeled_demos
         self.wordings = tuple(wordings)
-        self.num_threads = num_threads
         self.seed = seed
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.private = storage is None
+        if storage is None and self.run_dir is not None:
+            storage = f"sqlite:///{self.run_dir.resolve() / STUDY_DB}"
         self.storage = storage
         self.study_name = study_name
+        self.max_lm_calls = max_lm_calls
+        self.aggregate = aggregate
+        self.heartbeat_interval = heartbeat_interval
+        self.grace_period = grace_period
+        self.on_trial = on_trial
+        self.log = JsonlLog(self.run_dir / TRIALS) if self.run_dir is not None else None
 
-    def _demo_sets(self, student: dspy.Module, trainset: list[dspy.Example]) -> list[list[list[Any]]]:
-        n_predictors = len(student.predictors())
-        if self.num_demo_sets == 1:
-            return [[[]] for _ in range(n_predictors)]
-        sets = create_n_fewshot_demo_sets(
-            student=student,
-            num_candidate_sets=self.num_demo_sets,
-            trainset=trainset,
-            max_labeled_demos=self.max_labeled_demos,
-            max_bootstrapped_demos=self.max_bootstrapped_demos,
-            metric=self.metric,
-            teacher_settings={},
-            teacher=with_mode(student, "full"),  # demos with real justifications
-            seed=self.seed,
-        )
-        return [sets[i] for i in range(n_predictors)]
+    # ----- entry point -----
 
     def compile(
         self,
@@ -114,44 +222,296 @@ class PostReasonSearch(Teleprompter):
         valset: list[dspy.Example] | None = None,
         **kwargs: Any,
     ) -> dspy.Module:
-        """Return the best candidate found; it carries `.study` (the Optuna study) and `.score`."""
-        valset = valset or trainset
+        """The best candidate found; it carries `.study`, `.score` (dev) and `.record` (what the search did)."""
         if not valset:
-            raise ValueError("PostReasonSearch needs a non-empty valset (or trainset) to score candidates")
+            raise ConfigurationError("PostReasonSearch needs a non-empty valset (a dev split disjoint from trainset)")
+        shared = {demo_sets.example_id(ex) for ex in trainset} & {demo_sets.example_id(ex) for ex in valset}
+        if shared:
+            raise ConfigurationError(
+                f"valset shares {len(shared)} examples with trainset (e.g. {sorted(shared)[0]!r}): "
+                "demos would be scored on themselves"
+            )
+        with _exclusive(self.run_dir):
+            return self._compile(student, list(trainset), list(valset), teacher)
+
+    def _compile(
+        self, student: dspy.Module, trainset: list[dspy.Example], valset: list[dspy.Example], teacher: Any
+    ) -> dspy.Module:
+        started = time.perf_counter()
+        lm = dspy.settings.lm
+        name = self.study_name or default_study_name(
+            program=json_id(student.dump_state()),
+            train=[demo_sets.example_id(ex) for ex in trainset],
+            dev=[demo_sets.example_id(ex) for ex in valset],
+            model=getattr(lm, "model", None),
+            seed=self.seed,
+        )
+        study = open_study(self.storage, name, self.seed)
+        if self.log is not None:
+            self.log.repair()
+        self._retire(study, grace=0.0 if self.private else self.grace_period)
+        document = self._demo_sets(study, student, trainset, teacher)
         instructions = instruction_candidates(student, self.wordings)
-        demo_sets = self._demo_sets(student, trainset)
-        evaluate = dspy.Evaluate(
-            devset=valset, metric=self.metric, num_threads=self.num_threads, display_progress=False, failure_score=0.0
+        options = [demo_sets.demo_options(document, i) for i in range(len(instructions))]
+        self._ensure_baseline(study)
+        space = {f"instruction_{i}": CategoricalDistribution(list(range(len(opts)))) for i, opts in
+                 enumerate(instructions)}
+        space.update({f"demos_{i}": CategoricalDistribution(list(range(len(opts)))) for i, opts in enumerate(options)})
+        stopped = self._loop(study, student, valset, instructions, options, space)
+        best = best_trial(study)
+        if best is None:
+            raise ConfigurationError(f"the search stopped ({stopped}) before any trial finished")
+        program = rebuild_from_study(student, study, best)
+        program.study = study
+        program.score = best.value
+        program.record = self._record(study, stopped, time.perf_counter() - started)
+        if self.run_dir is not None:
+            atomic_write_json(self.run_dir / SEARCH, program.record)
+        return program
+
+    # ----- demo sets -----
+
+    def _demo_sets(
+        self, study: optuna.Study, student: dspy.Module, trainset: list[dspy.Example], teacher: Any
+    ) -> demo_sets.DemoSets:
+        """The study's demo sets; else the run folder's; else bootstrapped now. Stored in both, checked by hash."""
+        path = self.run_dir / DEMO_SETS if self.run_dir is not None else None
+        local = demo_sets.read_demo_sets(path) if path is not None else None
+        stored = study.user_attrs.get("demo_sets")
+        if stored is not None:
+            document = demo_sets.check_hash(stored, f"study {study.study_name!r}")
+            if local is not None and local["hash"] != document["hash"]:
+                raise ConfigurationError(
+                    f"{path} holds other demo sets than study {study.study_name!r}; "
+                    "resume with the run folder that started this study, or name another study"
+                )
+        elif local is not None:
+            document = local
+        else:
+            document, usage = demo_sets.bootstrap_demo_sets(
+                student, trainset, self.metric, num_sets=self.num_demo_sets,
+                max_bootstrapped_demos=self.max_bootstrapped_demos, max_labeled_demos=self.max_labeled_demos,
+                seed=self.seed, teacher=teacher,
+            )
+            study.set_user_attr("bootstrap_usage", usage.to_dict())
+            if self.max_labeled_demos == 0:
+                for i, rationale in enumerate(demo_sets.rationale_fields(student)):
+                    for entry in document["sets"]:
+                        if rationale and any(not str(d.get(rationale) or "").strip() for d in entry["demos"][i]):
+                            raise AssertionError("a bootstrapped post-reasoning demo lacks its justification")
+            again = study.user_attrs.get("demo_sets")  # another worker may have stored its sets meanwhile
+            document = demo_sets.check_hash(again, study.study_name) if again is not None else document
+        if study.user_attrs.get("demo_sets") is None:
+            study.set_user_attr("demo_sets", document)
+        if path is not None and local is None:
+            demo_sets.write_demo_sets(path, document)
+        return document
+
+    # ----- trials -----
+
+    def _ensure_baseline(self, study: optuna.Study) -> None:
+        """Queue the unmodified program unless it is scored, queued or running."""
+        for trial in study.get_trials(deepcopy=False):
+            if trial.user_attrs.get("baseline") and trial.state in (
+                TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING
+            ):
+                return
+        baseline = {f"{kind}_{i}": 0 for kind in ("instruction", "demos") for i in range(self._n_predictors(study))}
+        study.enqueue_trial(baseline, user_attrs={"baseline": True})
+
+    def _n_predictors(self, study: optuna.Study) -> int:
+        return len(study.user_attrs["demo_sets"]["given"])
+
+    def _retire(self, study: optuna.Study, grace: float) -> None:
+        def log(trial: FrozenTrial) -> None:
+            self._emit(TrialRecord(
+                number=trial.number, state="interrupted", params=dict(trial.params),
+                instructions=[], demo_set_ids=[], demo_ids=[], dev_score=None, lm_calls=0, input_tokens=0,
+                output_tokens=0, seconds=0.0, baseline=bool(trial.user_attrs.get("baseline")),
+                note="its worker stopped mid-trial; queued again",
+            ), study)
+
+        retire_stale_trials(study, grace, log)
+
+    def _spent(self, study: optuna.Study) -> int:
+        calls = (study.user_attrs.get("bootstrap_usage") or {}).get("lm_calls", 0)
+        return calls + sum(t.user_attrs.get("lm_calls", 0) for t in study.get_trials(deepcopy=False))
+
+    def _loop(
+        self,
+        study: optuna.Study,
+        student: dspy.Module,
+        valset: list[dspy.Example],
+        instructions: list[list[str]],
+        options: list[list[tuple[str, list[dict], list[str]]]],
+        space: dict[str, CategoricalDistribution],
+    ) -> str:
+        """Run trials until the study has `num_trials` counted ones; returns why it stopped."""
+        size = 1
+        for distribution in space.values():
+            size *= len(distribution.choices)
+        repeats = 0
+        while True:
+            counted = counted_trials(study)
+            if len(counted) >= self.num_trials:
+                return "budget"
+            if len({t.user_attrs.get("candidate") for t in counted}) >= size:
+                return "exhausted"
+            if self.max_lm_calls is not None and self._spent(study) >= self.max_lm_calls:
+                return "max_lm_calls"
+            running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if len(counted) + len(running) >= self.num_trials:  # other workers hold the rest: wait for them
+                time.sleep(min(self.heartbeat_interval, 1.0))
+                self._retire(study, self.grace_period)
+                continue
+            if repeats >= MAX_REPEATS:
+                return "exhausted"
+            trial = study.ask(space)
+            if self._surplus(study, trial):
+                continue
+            outcome = self._run_trial(study, trial, student, valset, instructions, options)
+            if outcome == "pruned":
+                return "max_lm_calls"
+            repeats = repeats + 1 if outcome == "duplicate" else 0
+
+    def _surplus(self, study: optuna.Study, trial: optuna.Trial) -> bool:
+        """Two workers that asked for the last trial at once: the later one hands it back (pruned, requeued)."""
+        earlier = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if t.number < trial.number]
+        if len(counted_trials(study)) + len(earlier) < self.num_trials:
+            return False
+        fixed = study._storage.get_trial_system_attrs(trial._trial_id).get("fixed_params")
+        study.tell(trial, state=TrialState.PRUNED)
+        if fixed is not None:
+            study.enqueue_trial(fixed, user_attrs={k: v for k, v in trial.user_attrs.items() if k != "heartbeat"})
+        time.sleep(min(self.heartbeat_interval, 1.0))
+        return True
+
+    def _run_trial(
+        self,
+        study: optuna.Study,
+        trial: optuna.Trial,
+        student: dspy.Module,
+        valset: list[dspy.Example],
+        instructions: list[list[str]],
+        options: list[list[tuple[str, list[dict], list[str]]]],
+    ) -> str:
+        """Score one trial, or record it as a duplicate; returns its state."""
+        params = dict(trial.params)
+        n = len(instructions)
+        texts = [instructions[i][params[f"instruction_{i}"]] for i in range(n)]
+        chosen = [options[i][params[f"demos_{i}"]] for i in range(n)]
+        set_ids = [set_id for set_id, _, _ in chosen]
+        candidate = json_id([texts, set_ids])
+        baseline = bool(trial.user_attrs.get("baseline"))
+        record = TrialRecord(
+            number=trial.number, state="complete", params=params, instructions=texts, demo_set_ids=set_ids,
+            demo_ids=[ids for _, _, ids in chosen],
+            dev_score=None, lm_calls=0, input_tokens=0, output_tokens=0, seconds=0.0, baseline=baseline,
+            retry_of=trial.user_attrs.get(RETRY_OF),
         )
+        for key, value in (("candidate", candidate), ("instructions", texts), ("demo_set_ids", set_ids)):
+            trial.set_user_attr(key, value)
+        earlier = next((t for t in counted_trials(study) if t.user_attrs.get("candidate") == candidate), None)
+        if earlier is not None:
+            trial.set_user_attr(DUPLICATE_OF, earlier.number)
+            study.tell(trial, earlier.value)
+            record.state, record.dev_score, record.duplicate_of = "duplicate", earlier.value, earlier.number
+            self._emit(record, study)
+            return record.state
+        program = apply_candidate(student, texts, [demos for _, demos, _ in chosen])
+        spent = self._spent(study)
+        heartbeat = Heartbeat(study, trial, self.heartbeat_interval)
+        try:
+            scored = score_program(
+                program, valset, self.metric, aggregate=self.aggregate,
+                may_call=lambda usage: self.max_lm_calls is None or spent + usage.calls < self.max_lm_calls,
+            )
+        except BaseException as exc:
+            heartbeat.stop()
+            study.tell(trial, state=TrialState.FAIL)
+            interrupted = isinstance(exc, KeyboardInterrupt)
+            record.state = "interrupted" if interrupted else "failed"
+            record.note = f"{type(exc).__name__}: {exc}"
+            if interrupted:  # re-run it next time, not counted
+                study.enqueue_trial(params, user_attrs={"baseline": baseline, RETRY_OF: trial.number})
+            self._emit(record, study)
+            raise
+        heartbeat.stop()
+        self._fill(record, scored.usage, scored.seconds, scored.unparsed)
+        for key, value in scored.usage.to_dict().items():
+            trial.set_user_attr(key, value)
+        if scored.stopped:
+            study.tell(trial, state=TrialState.PRUNED)
+            record.state = "pruned"
+            record.note = f"max_lm_calls={self.max_lm_calls} reached after {len(scored.correct)} of {len(valset)}"
+            record.dev_score = None
+            if baseline:
+                study.enqueue_trial(params, user_attrs={"baseline": True, RETRY_OF: trial.number})
+            self._emit(record, study)
+            return record.state
+        study.tell(trial, scored.score)
+        record.dev_score = scored.score
+        self._emit(record, study)
+        return record.state
 
-        def build(params: dict[str, int]) -> dspy.Module:
-            candidate = student.deepcopy()
-            for i, predictor in enumerate(candidate.predictors()):
-                predictor.signature = predictor.signature.with_instructions(instructions[i][params[f"instruction_{i}"]])
-                predictor.demos = list(demo_sets[i][params[f"demos_{i}"]])
-            return candidate
+    @staticmethod
+    def _fill(record: TrialRecord, usage: Usage, seconds: float, unparsed: int) -> None:
+        record.lm_calls, record.input_tokens = usage.calls, usage.input_tokens
+        record.output_tokens = usage.output_tokens
+        record.seconds, record.unparsed = round(seconds, 3), unparsed
 
-        def objective(trial: optuna.Trial) -> float:
-            params = {}
-            for i in range(len(instructions)):
-                for kind, options in (("instruction", instructions[i]), ("demos", demo_sets[i])):
-                    params[f"{kind}_{i}"] = trial.suggest_categorical(f"{kind}_{i}", list(range(len(options))))
-            return float(evaluate(build(params)).score)
+    # ----- records -----
 
-        study = optuna.create_study(
-            direction="maximize",
-            sampler=optuna.samplers.TPESampler(seed=self.seed, multivariate=True),
-            storage=self.storage,
-            study_name=self.study_name,
-            load_if_exists=self.storage is not None,
-        )
-        if not study.trials:
-            baseline = {f"{kind}_{i}": 0 for i in range(len(instructions)) for kind in ("instruction", "demos")}
-            study.enqueue_trial(baseline)
-        remaining = self.num_trials - len([t for t in study.trials if t.state.is_finished()])
-        if remaining > 0:
-            study.optimize(objective, n_trials=remaining)
-        best = build(study.best_params)
-        best.study = study
-        best.score = study.best_value
-        return best
+    def _progress(self, study: optuna.Study) -> dict[str, Any]:
+        trials = study.get_trials(deepcopy=False)
+        best = best_trial(study)
+        return {
+            "counted": len(counted_trials(study)),
+            "planned": self.num_trials,
+            "best": best.value if best is not None else None,
+            "lm_calls": self._spent(study),
+            "input_tokens": sum(t.user_attrs.get("input_tokens", 0) for t in trials),
+            "output_tokens": sum(t.user_attrs.get("output_tokens", 0) for t in trials),
+        }
+
+    def _emit(self, record: TrialRecord, study: optuna.Study) -> None:
+        line = {**record.__dict__, "worker": f"{socket.gethostname()}:{os.getpid()}",
+                "finished_at": datetime.now(UTC).isoformat(timespec="seconds")}
+        if self.log is not None:
+            self.log.append(line)
+        if self.on_trial is not None:
+            self.on_trial(record, self._progress(study))
+
+    def _record(self, study: optuna.Study, stopped: str, seconds: float) -> dict[str, Any]:
+        trials = study.get_trials(deepcopy=False)
+        best = best_trial(study)
+        baseline = next((t for t in counted_trials(study) if t.user_attrs.get("baseline")), None)
+        states = {state.name.lower(): sum(t.state == state for t in trials) for state in TrialState}
+        storage = self.storage if isinstance(self.storage, str) else type(self.storage).__name__
+        return {
+            "study_name": study.study_name,
+            "storage": _redact(storage) if storage else "memory",
+            "stopped": stopped,
+            "max_lm_calls": self.max_lm_calls,
+            **self._progress(study),
+            "duplicates": sum(DUPLICATE_OF in t.user_attrs for t in trials),
+            "trial_states": states,
+            "bootstrap": study.user_attrs.get("bootstrap_usage"),
+            "demo_sets_hash": study.user_attrs["demo_sets"]["hash"],
+            "best": {"number": best.number, "dev_score": best.value, "params": best.params,
+                     "instructions": best.user_attrs["instructions"], "demo_set_ids": best.user_attrs["demo_set_ids"]}
+            if best else None,
+            "baseline": {"number": baseline.number, "dev_score": baseline.value} if baseline else None,
+            "seconds_this_session": round(seconds, 3),
+        }
+
+
+def _redact(url: str) -> str:
+    """A storage URL without its password."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
