@@ -155,6 +155,10 @@ class Benchmark:
 
     def splits(self, path: str | Path | None = None) -> dict[str, list[dspy.Example]]:
         """All three splits, in source order."""
+        return assign_splits(self.published_items(path), self.split_key)
+
+    def published_items(self, path: str | Path | None = None) -> list[tuple[str | None, dspy.Example]]:
+        """Every example with the split its source published it in (None: unsaid), before `assign_splits`."""
         source = self.source(path)
         try:
             records = source.read()
@@ -180,7 +184,7 @@ class Benchmark:
             items.append((record.split, example))
         if not items:
             raise ConfigurationError(f"{self.name}: {source.describe()} holds no rows for this benchmark")
-        return assign_splits(items, self.split_key)
+        return items
 
     def _example(self, item: Item, seen: dict[str, int]) -> dspy.Example:
         base_id = item.id or content_id(item.question, *item.choices)

@@ -8,6 +8,8 @@ items into tuning. The published split is used where there is one; otherwise:
   `TUNING_FRACTION` of its items to tuning, and the rest stay test;
 - a tuning pool without both a train and a dev part is divided by `DEV_FRACTION`.
 
+`tuning_origin` says, per benchmark and source, which of these happened (`postreason benchmarks show`).
+
 The seed only orders a split, so `limit=N` is a stable random subset: the same N ids for the same
 seed, and a prefix of any larger limit's ids.
 """
@@ -15,7 +17,7 @@ seed, and a prefix of any larger limit's ids.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import dspy
 
@@ -53,3 +55,35 @@ def ordered(examples: Sequence[dspy.Example], seed: int, limit: int | None) -> l
     """`examples` in the seed's order (by hash of seed and id), cut to the first `limit`."""
     order = sorted(examples, key=lambda ex: (unit_hash(seed, ex.id), ex.id))
     return order if limit is None else order[:limit]
+
+
+# What a source's non-test items are, where the generic wording would not say it.
+SOURCE_NOTES: dict[tuple[str, str], str] = {
+    ("mmlu", "package"): "MMLU's dev (5-shot) set as train and its validation set as dev",
+    ("mmlu", "hub"): "MMLU's dev (5-shot) set as train and its validation set as dev",
+    ("arc_challenge", "package"): "ARC-Challenge's published validation set",
+    ("arc_challenge", "hub"): "ARC-Challenge's published train and validation sets",
+    ("math500", "package"): "the 4,500 MATH test problems outside MATH-500 (MATH's train split is not in the package)",
+    ("gsm8k", "hub"): "GSM8K's published train split",
+    ("commonsense_qa", "hub"): "CommonsenseQA's published train split (its validation split is the test here)",
+    ("mmlu_pro", "hub"): "MMLU-Pro's published validation split",
+}
+
+
+def tuning_origin(published: Iterable[str | None], key: str, source_kind: str) -> tuple[str, str]:
+    """(kind, wording): where the tuning items (train, dev) come from, given the published split of each item.
+
+    kind is "official" (the source publishes both), "official, divided" (it publishes one non-test split,
+    divided by id hash into train and dev) or "carved" (it publishes only the evaluation split, and
+    TUNING_FRACTION of it is held out for tuning)."""
+    labels = set(published)
+    note = SOURCE_NOTES.get((key, source_kind))
+    if "train" in labels and "dev" in labels:
+        return "official", note or "the source's published train and validation splits"
+    if "train" in labels or "dev" in labels:
+        which = note or f"the source's published {'train' if 'train' in labels else 'validation'} split"
+        return "official, divided", f"{which}, divided by id hash into train and dev ({DEV_FRACTION:.0%} dev)"
+    return "carved", (
+        f"from the official evaluation split: {TUNING_FRACTION:.0%} of its items (by id hash) are held out "
+        f"for tuning and divided into train and dev ({DEV_FRACTION:.0%} dev); the rest is test"
+    )

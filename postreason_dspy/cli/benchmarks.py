@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from postreason_dspy.benchmarks import (
@@ -22,6 +23,9 @@ from postreason_dspy.benchmarks import (
     get_benchmark,
     list_benchmarks,
 )
+from postreason_dspy.benchmarks.sources import HubSource
+from postreason_dspy.benchmarks.splits import assign_splits, tuning_origin
+from postreason_dspy.errors import DatasetNotFoundError
 from postreason_dspy.scoring import BBH_TASKS
 
 
@@ -51,6 +55,24 @@ def _sizes(bench: Benchmark) -> str:
     return " / ".join(str(sizes[split]) for split in ("test", "train", "dev"))
 
 
+def tuning_split_description(bench: Benchmark) -> str:
+    """Where this benchmark's tuning split (train/dev) comes from on this machine, with the sizes."""
+    try:
+        source = bench.source()
+    except DatasetNotFoundError:
+        source = None
+    if source is None or isinstance(source, HubSource):
+        if bench.hub is None:
+            return "unknown until its data is on this machine (a local file's `split` field decides)"
+        kind, wording = tuning_origin(bench.hub.splits.values(), bench.split_key, "hub")
+        return f"[{kind}] {wording} (from the hub; a local file's `split` field decides for a file)"
+    items = bench.published_items()
+    splits = assign_splits(items, bench.split_key)
+    kind, wording = tuning_origin((split for split, _ in items), bench.split_key, source.kind)
+    sizes = f"train {len(splits['train'])}, dev {len(splits['dev'])}; test {len(splits['test'])}"
+    return f"[{kind}] {wording} ({sizes})"
+
+
 def run_list(args: argparse.Namespace) -> int:
     table = Table(title="Benchmarks (sizes: test / train / dev)")
     for column in ("name", "family", "benchmark", "sizes", "data on this machine"):
@@ -73,6 +95,7 @@ def run_show(args: argparse.Namespace) -> int:
     console.print(f"program: {bench.program_factory.__module__}.{bench.program_factory.__name__}")
     console.print(f"data on this machine: {bench.source_description()}")
     console.print(f"split sizes (test / train / dev): {_sizes(bench)}")
+    console.print(f"tuning split (train/dev, never test): {escape(tuning_split_description(bench))}", highlight=False)
     console.print("sources, in the order tried:")
     in_data_dir = " or ".join(f"${DATA_DIR_VARIABLE}/{stem}.jsonl" for stem in bench.file_stems)
     console.print(f"  - a file you pass, or {in_data_dir} (or .json/.parquet/.csv)")
