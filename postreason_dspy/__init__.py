@@ -1,5 +1,8 @@
 """postreason-dspy: post-reasoning for DSPy. The model answers first and justifies after."""
 
+from importlib import import_module
+from typing import Any
+
 from postreason_dspy.errors import (
     CompletionParseError,
     ConfigurationError,
@@ -11,22 +14,38 @@ from postreason_dspy.models import resolve_lm
 from postreason_dspy.modules import PostReason, with_mode
 from postreason_dspy.predict import StrictPredict
 from postreason_dspy.signatures import DEFAULT_INSTRUCTION, post_reason_signature
-from postreason_dspy.strategies import STRATEGIES, ChainOfThought, Direct, make_strategy
+from postreason_dspy.strategies import STRATEGIES, Direct, StrictChainOfThought, make_strategy, register_strategy
 
 __all__ = [
     "DEFAULT_INSTRUCTION",
     "STRATEGIES",
-    "ChainOfThought",
     "CompletionParseError",
     "ConfigurationError",
     "Direct",
     "PostReason",
     "PostReasonError",
     "StateMismatchError",
+    "StrictChainOfThought",
     "StrictPredict",
     "UnsupportedAdapterError",
     "make_strategy",
     "post_reason_signature",
+    "register_benchmark",
+    "register_strategy",
     "resolve_lm",
     "with_mode",
 ]
+
+# Names served from a later layer (core <- programs <- benchmarks): imported on first use, so that
+# `import postreason_dspy` stays light and the benchmarks, which import the core, find it complete.
+_LAZY = {"register_benchmark": "postreason_dspy.benchmarks.registry"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -7,7 +7,7 @@ import json
 import dspy
 import pytest
 
-from postreason_dspy import ChainOfThought, Direct, PostReason, StateMismatchError
+from postreason_dspy import Direct, PostReason, StateMismatchError, StrictChainOfThought
 from postreason_dspy.testing import scripted_lm
 
 
@@ -48,7 +48,7 @@ def test_saved_file_names_the_field_layout(tmp_path):
 @pytest.mark.parametrize(
     "other",
     [
-        lambda: ChainOfThought("question -> answer"),
+        lambda: StrictChainOfThought("question -> answer"),
         lambda: Direct("question -> answer"),
         lambda: PostReason("question -> answer"),  # rationale named differently
     ],

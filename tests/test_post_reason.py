@@ -6,11 +6,11 @@ import dspy
 import pytest
 
 from postreason_dspy import (
-    ChainOfThought,
     CompletionParseError,
     ConfigurationError,
     Direct,
     PostReason,
+    StrictChainOfThought,
     UnsupportedAdapterError,
     make_strategy,
     post_reason_signature,
@@ -76,7 +76,7 @@ def test_answer_only_refuses_json_adapter_before_calling_the_model():
     assert engine.requests == []
 
 
-@pytest.mark.parametrize("module", [Direct, PostReason, ChainOfThought])
+@pytest.mark.parametrize("module", [Direct, PostReason, StrictChainOfThought])
 def test_malformed_completion_is_one_call_and_a_typed_error(module):
     lm, engine = scripted_lm(lambda _user: "I think it is 42, no markers at all.")
     with dspy.context(lm=lm), pytest.raises(CompletionParseError) as raised:
@@ -107,7 +107,7 @@ def test_every_strategy_makes_one_call_per_prediction():
 def test_cot_reasons_before_answering():
     lm, engine = scripted_lm(VALUES)
     with dspy.context(lm=lm):
-        pred = ChainOfThought("question -> answer")(question="q")
+        pred = StrictChainOfThought("question -> answer")(question="q")
     assert requested_order(engine.requests[0].messages[-1]["content"]) == ["reasoning", "answer"]
     assert pred.reasoning == "6 * 7 = 42"
 

@@ -9,7 +9,7 @@
 
 from postreason_dspy.benchmarks.base import DATA_DIR_VARIABLE, Benchmark, Family, Item
 from postreason_dspy.benchmarks.package import INSTALL_COMMAND, OFFLINE_PACKAGE
-from postreason_dspy.benchmarks.registry import get_benchmark, list_benchmarks
+from postreason_dspy.benchmarks.registry import get_benchmark, list_benchmarks, register_benchmark
 from postreason_dspy.benchmarks.splits import SPLITS
 
 __all__ = [
@@ -22,4 +22,5 @@ __all__ = [
     "Item",
     "get_benchmark",
     "list_benchmarks",
+    "register_benchmark",
 ]

@@ -8,6 +8,7 @@ import sys
 
 from rich.console import Console
 
+from postreason_dspy.cli.plugins import load_plugins
 from postreason_dspy.errors import PostReasonError
 
 # Sub-command modules under postreason_dspy.cli; each defines register(subparsers) that sets `func`.
@@ -28,8 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `postreason` console script; returns the process exit code."""
-    args = build_parser().parse_args(argv)
     try:
+        load_plugins()  # before the parser: help texts list the strategies plugins register
+        args = build_parser().parse_args(argv)
         return int(args.func(args) or 0)
     except PostReasonError as exc:
         Console(stderr=True).print(f"[bold red]error:[/] {exc}")
