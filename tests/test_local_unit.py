@@ -273,10 +273,58 @@ def test_a_server_that_dies_while_starting_is_reported_with_its_log(fake_runtime
     assert not server.state_file().exists()
 
 
-def test_a_bad_port_in_the_environment_is_a_configuration_error(monkeypatch):
-    monkeypatch.setenv("POSTREASON_LOCAL_PORT", "eighty")
-    with pytest.raises(ConfigurationError, match="POSTREASON_LOCAL_PORT"):
+@pytest.fixture
+def nothing_installed(monkeypatch):
+    """A bad port must be refused before anything is installed or started."""
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a bad port must be refused before anything is installed or started")
+
+    for name in ("ensure_runtime", "ensure_weights", "_start"):
+        monkeypatch.setattr(server, name, must_not_run)
+
+
+@pytest.mark.parametrize("port", ["70000", "65536", "0", "-1", "eighty", "80.5"])
+def test_a_bad_port_option_is_one_error_line(port, nothing_installed, capsys):
+    assert main(["local", "up", "--port", port]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: --port must be a port number from 1 to 65535, not {port!r}\n"
+
+
+@pytest.mark.parametrize("port", [0, 70000, -1, True])
+def test_up_refuses_a_bad_port_from_python(port, nothing_installed):
+    with pytest.raises(ConfigurationError, match="port must be a port number from 1 to 65535"):
+        server.up(port=port, say=lambda _: None)
+
+
+@pytest.mark.parametrize("port", ["70000", "0", "eighty", "-5"])
+def test_a_bad_port_in_the_environment_is_one_error_line(port, monkeypatch, nothing_installed, capsys):
+    monkeypatch.setenv("POSTREASON_LOCAL_PORT", port)
+    with pytest.raises(ConfigurationError, match="POSTREASON_LOCAL_PORT must be a port number"):
         server.default_port()
+    assert main(["local", "up"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: POSTREASON_LOCAL_PORT must be a port number from 1 to 65535, not {port!r}\n"
+
+
+def test_a_bad_port_in_the_environment_is_refused_while_a_server_runs(fake_runtime, monkeypatch):
+    state = server.up(port=free_port(), say=lambda _: None)
+    try:
+        monkeypatch.setenv("POSTREASON_LOCAL_PORT", "70000")
+        with pytest.raises(ConfigurationError, match="POSTREASON_LOCAL_PORT must be a port number"):
+            server.up(say=lambda _: None)
+        monkeypatch.delenv("POSTREASON_LOCAL_PORT")
+        assert server.up(say=lambda _: None) == state  # no port asked: the running server, on its own port
+    finally:
+        server.down()
+
+
+def test_ports_at_both_ends_of_the_range_are_taken_as_given(monkeypatch):
+    assert server.check_port("1", "--port") == 1
+    assert server.check_port(65535, "--port") == 65535
+    monkeypatch.setenv("POSTREASON_LOCAL_PORT", "9001")
+    assert server.default_port() == 9001
+    monkeypatch.setenv("POSTREASON_LOCAL_PORT", "")
+    assert server.default_port() == server.DEFAULT_PORT
 
 
 def test_status_without_a_server_exits_1(capsys):

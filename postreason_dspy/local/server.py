@@ -52,12 +52,17 @@ def state_file() -> Path:
     return home() / "server.json"
 
 
+def check_port(value: object, source: str) -> int:
+    """`value` as a TCP port (1-65535); else a ConfigurationError naming `source` (where the value came from)."""
+    text = str(value).strip()
+    if isinstance(value, bool) or not (text.isascii() and text.isdigit() and 0 < int(text) < 65536):
+        raise ConfigurationError(f"{source} must be a port number from 1 to 65535, not {value!r}")
+    return int(text)
+
+
 def default_port() -> int:
     """$POSTREASON_LOCAL_PORT, else 8765."""
-    value = os.environ.get("POSTREASON_LOCAL_PORT") or str(DEFAULT_PORT)
-    if not value.isdigit() or not 0 < int(value) < 65536:
-        raise ConfigurationError(f"POSTREASON_LOCAL_PORT must be a port number, not {value!r}")
-    return int(value)
+    return check_port(os.environ.get("POSTREASON_LOCAL_PORT") or DEFAULT_PORT, "POSTREASON_LOCAL_PORT")
 
 
 def server_command(gguf: Path, port: int) -> list[str]:
@@ -160,6 +165,8 @@ def up(
 ) -> ServerState:
     """Make sure a server for `model` is running and answering; install what is missing first."""
     spec = model_spec(model)
+    port = None if port is None else check_port(port, "port")
+    fallback = default_port()  # a bad POSTREASON_LOCAL_PORT is refused even while a server runs
     with _exclusive():
         running = status()
         if running is not None:
@@ -172,7 +179,7 @@ def up(
                 _wait_until_answering(running, None, timeout)
             say(f"reusing the running server (pid {running.pid})")
             return running
-        port = port or default_port()
+        port = port or fallback
         if port_taken(port):
             raise LocalServerError(
                 f"port {port} on {HOST} is taken by another program; pick another with --port or "
