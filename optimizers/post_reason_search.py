@@ -288,12 +288,14 @@ class PostReasonSearch(Teleprompter):
         elif local is not None:
             document = local
         else:
+            began = time.perf_counter()
             document, usage = demo_sets.bootstrap_demo_sets(
                 student, trainset, self.metric, num_sets=self.num_demo_sets,
                 max_bootstrapped_demos=self.max_bootstrapped_demos, max_labeled_demos=self.max_labeled_demos,
                 seed=self.seed, teacher=teacher,
             )
-            study.set_user_attr("bootstrap_usage", usage.to_dict())
+            seconds = round(time.perf_counter() - began, 3)
+            study.set_user_attr("bootstrap_usage", {**usage.to_dict(), "seconds": seconds})
             if self.max_labeled_demos == 0:
                 for i, rationale in enumerate(demo_sets.rationale_fields(student)):
                     for entry in document["sets"]:
