@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -158,7 +159,8 @@ def _knows_capitals(user: str) -> dict[str, str]:
     """The scripted model: right about every capital except Peru's, with a plan and a rationale."""
     country = next(country for country in CAPITALS if f"capital of {country}" in user)
     city = "Cusco" if country == "Peru" else CAPITALS[country]
-    return {"answer": f"{city}.", "plan": "recall it", "rationale": f"{city} is the seat of government."}
+    return {"answer": f"{city}.", "plan": "recall it", "reasoning": "I know it.",
+            "rationale": f"{city} is the seat of government."}
 
 
 def test_the_readme_benchmark_example_loads_scores_and_runs_from_python(tmp_path):
@@ -175,19 +177,22 @@ def test_the_readme_benchmark_example_loads_scores_and_runs_from_python(tmp_path
 
 
 def test_the_readme_examples_run_through_postreason_eval(tmp_path, monkeypatch, capsys):
-    """POSTREASON_PLUGINS names both example files; `postreason eval` scores every strategy on the file."""
+    """The README's command, in a folder holding the two example files and the data."""
+    for name in ("capitals.py", "plan_first.py"):
+        shutil.copy(EXAMPLES / name, tmp_path / name)
+    data = _capitals_file(tmp_path)
+    monkeypatch.chdir(tmp_path)
     lm, engine = scripted_lm(_knows_capitals)
     monkeypatch.setattr(runner, "resolve_lm", lambda *args, **kwargs: lm)
-    monkeypatch.setenv("POSTREASON_PLUGINS", f"{EXAMPLES / 'capitals.py'}, {EXAMPLES / 'plan_first.py'}")
-    data = _capitals_file(tmp_path)
-    code = main(["eval", "--benchmark", "capitals", "--data", f"capitals={data}", "--limit", "all",
-                 "--strategy", "direct,post,plan_first", "--runs-dir", str(tmp_path / "runs"), "--run-id", "caps",
-                 "--no-progress"])
+    monkeypatch.setenv("POSTREASON_PLUGINS", "./capitals.py,./plan_first.py")
+    command = ("eval --benchmark capitals --data capitals=capitals.jsonl "
+               "--strategy direct,post,cot,plan_first --limit all")
+    code = main([*command.split(), "--run-id", "caps", "--no-progress"])
     assert code == 0, capsys.readouterr().err
     records = [json.loads(line) for line in (tmp_path / "runs" / "caps" / "examples.jsonl").read_text().splitlines()]
     test_ids = {str(ex.id) for ex in get_benchmark("capitals").load(split="test", path=data)}
-    assert {(r["strategy"], r["id"]) for r in records} == {(s, i) for s in ("direct", "post", "plan_first")
-                                                          for i in test_ids}
+    strategies = ("direct", "post", "cot", "plan_first")
+    assert {(r["strategy"], r["id"]) for r in records} == {(s, i) for s in strategies for i in test_ids}
     assert all(r["status"] == "ok" and r["lm_calls"] == 1 for r in records)
     assert all(r["correct"] == (r["gold"] != "Lima") for r in records)
     assert {r["answer"] for r in records} <= {"paris", "tokyo", "nairobi", "cusco", "santiago", "cairo"}
