@@ -208,6 +208,9 @@ def test_plugins_load_once_and_their_strategy_shows_in_help(monkeypatch, capsys)
     with pytest.raises(SystemExit):
         main(["eval", "--help"])
     assert "plan_first" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "POSTREASON_PLUGINS=module,path/to/file.py" in " ".join(capsys.readouterr().out.split())
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="postreason",
         description="Post-reasoning for DSPy: answer first, justify after.",
+        epilog="Benchmarks and strategies of your own: POSTREASON_PLUGINS=module,path/to/file.py "
+        "(imported before every command).",
     )
     subparsers = parser.add_subparsers(dest="command", required=True)
     for name in COMMAND_MODULES:
