@@ -42,7 +42,14 @@ from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.io import JsonlLog, atomic_write_json, json_id
 from postreason_dspy.optimizers import demos as demo_sets
 from postreason_dspy.optimizers.scoring import Aggregate, Metric, Usage, mean_score, score_program
-from postreason_dspy.optimizers.study import RETRY_OF, Heartbeat, default_study_name, open_study, retire_stale_trials
+from postreason_dspy.optimizers.study import (
+    RETRY_OF,
+    Heartbeat,
+    default_study_name,
+    open_study,
+    redact_url,
+    retire_stale_trials,
+)
 from postreason_dspy.optimizers.wordings import POST_REASONING_WORDINGS
 from postreason_dspy.signatures import post_reason_instructions
 
@@ -246,7 +253,9 @@ class PostReasonSearch(Teleprompter):
             model=getattr(lm, "model", None),
             seed=self.seed,
         )
-        study = open_study(self.storage, name, self.seed)
+        # Workers sharing a study each sample with their own seed, or they would all propose the same candidates.
+        sampler_seed = self.seed if self.private else int(json_id([self.seed, socket.gethostname(), os.getpid()]), 16)
+        study = open_study(self.storage, name, sampler_seed % 2**31)
         if self.log is not None:
             self.log.repair()
         self._retire(study, grace=0.0 if self.private else self.grace_period)
@@ -492,7 +501,7 @@ class PostReasonSearch(Teleprompter):
         storage = self.storage if isinstance(self.storage, str) else type(self.storage).__name__
         return {
             "study_name": study.study_name,
-            "storage": _redact(storage) if storage else "memory",
+            "storage": redact_url(storage) if storage else "memory",
             "stopped": stopped,
             "max_lm_calls": self.max_lm_calls,
             **self._progress(study),
@@ -507,13 +516,3 @@ class PostReasonSearch(Teleprompter):
             "seconds_this_session": round(seconds, 3),
         }
 
-
-def _redact(url: str) -> str:
-    """A storage URL without its password."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url

@@ -9,16 +9,19 @@ parameters are queued again, to be re-run without counting against the budget.
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 import time
 import warnings
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
+from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.io import json_id
 
 HEARTBEAT = "heartbeat"
@@ -30,18 +33,40 @@ def default_study_name(**parts: Any) -> str:
     return "postreason-" + json_id(parts)
 
 
+def storage_url(url: str) -> str:
+    """`url` with a PostgreSQL driver that is installed: SQLAlchemy reads plain postgresql:// as psycopg2,
+    while the `distributed` extra installs psycopg 3."""
+    if not url.startswith(("postgresql://", "postgres://")):
+        return url
+    rest = url.split("://", 1)[1]
+    for module, scheme in (("psycopg", "postgresql+psycopg"), ("psycopg2", "postgresql+psycopg2")):
+        if importlib.util.find_spec(module) is not None:
+            return f"{scheme}://{rest}"
+    raise ConfigurationError(
+        "a PostgreSQL storage needs a driver: pip install 'postreason-dspy[distributed]' (psycopg)"
+    )
+
+
 def open_study(storage: str | optuna.storages.BaseStorage | None, study_name: str, seed: int) -> optuna.Study:
     """Create or load `study_name` in `storage` (None: in memory), maximizing, with a seeded TPE sampler."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if isinstance(storage, str):
+        storage = storage_url(storage)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.create_study(
-            direction="maximize",
-            sampler=optuna.samplers.TPESampler(seed=seed, multivariate=True),
-            storage=storage,
-            study_name=study_name,
-            load_if_exists=True,
-        )
+        try:
+            return optuna.create_study(
+                direction="maximize",
+                sampler=optuna.samplers.TPESampler(seed=seed, multivariate=True),
+                storage=storage,
+                study_name=study_name,
+                load_if_exists=True,
+            )
+        except Exception as exc:
+            if not isinstance(storage, str):
+                raise
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigurationError(f"cannot open the Optuna storage {redact_url(storage)}: {reason}") from exc
 
 
 class Heartbeat:
@@ -98,3 +123,11 @@ def retire_stale_trials(
             retired.append(trial)
             on_retired(trial)
     return retired
+
+
+def redact_url(url: str) -> str:
+    """A storage URL without its password."""
+    parts = urlsplit(url)
+    if parts.password:
+        return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
+    return url
