@@ -1,14 +1,16 @@
-"""Exported prompts reproduce DSPy's request; distillation writes post-reasoned fine-tuning records."""
+"""Distillation: post-reasoned records with spans, in the program's adapter, deduplicated, resumable."""
 
 from __future__ import annotations
 
 import json
 
+import datasets
 import dspy
 
 from postreason_dspy import Direct, PostReason
 from postreason_dspy.distill import distill
-from postreason_dspy.export import export_prompts, write_export
+from postreason_dspy.distill.run import LOG_FILE
+from postreason_dspy.export import write_export
 from postreason_dspy.testing import scripted_lm
 
 
@@ -26,61 +28,103 @@ class TwoStep(dspy.Module):
 VALUES = {"givens": "two apples, three more", "answer": "5", "rationale": "2 + 3 = 5"}
 
 
-def test_export_fills_to_the_exact_request_dspy_sends(tmp_path):
-    program = TwoStep()
-    program.solve.predict.demos = [dspy.Example(question="1+1?", givens="one and one", answer="2", rationale="sum")]
-    exported = json.loads(write_export(program, tmp_path / "prompts.json").read_text())
-    solve = next(p for p in exported["predictors"] if p["name"] == "solve.predict")
-    assert solve["outputs"] == ["answer", "rationale"]
-    assert solve["answer_only_stops"] == ["[[ ## rationale ## ]]"]
-    assert next(p for p in exported["predictors"] if p["name"] == "restate.predict")["answer_only_stops"] is None
-
-    lm, engine = scripted_lm(VALUES)
-    with dspy.context(lm=lm):
-        program(question="How many apples?")
-    filled = [
-        {**m, "content": m["content"].replace("{{question}}", "How many apples?").replace(
-            "{{givens}}", "two apples, three more")}
-        for m in solve["messages"]
-    ]
-    assert filled == engine.requests[1].messages
-    assert engine.requests[1].stop == tuple(solve["answer_only_stops"])
-
-
-def test_xml_export_uses_xml_markers():
-    exported = export_prompts(PostReason("question -> answer"), adapter=dspy.XMLAdapter())
-    (predictor,) = exported["predictors"]
-    assert exported["adapter"] == "XMLAdapter"
-    assert predictor["output_markers"] == {"answer": "<answer>", "rationale": "<rationale>"}
-    assert predictor["answer_only_stops"] == ["<rationale>", "<Rationale>"]
-
-
 def exact(example, pred, trace=None):
     return pred.answer == example.answer
 
 
-def test_distill_keeps_correct_post_reasoned_examples_and_resumes(tmp_path):
-    examples = [
-        dspy.Example(id="a", question="q1", answer="5").with_inputs("question"),
-        dspy.Example(id="b", question="q2", answer="7").with_inputs("question"),
-        dspy.Example(id="c", question="q3", answer="5").with_inputs("question"),
-    ]
-    out = tmp_path / "sft.jsonl"
+def _examples(*pairs):
+    return [dspy.Example(id=key, question=f"question {key}", answer=gold).with_inputs("question")
+            for key, gold in pairs]
+
+
+def _lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _part(record, span):
+    start, end = record["spans"][span]
+    return record["messages"][-1]["content"][start:end]
+
+
+def test_export_writes_the_messages_json(tmp_path):
+    exported = json.loads(write_export(TwoStep(), tmp_path / "prompts.json").read_text())
+    assert [p["name"] for p in exported["predictors"]] == ["restate.predict", "solve.predict"]
+
+
+def test_records_carry_spans_and_one_record_per_predictor_call(tmp_path):
     lm, engine = scripted_lm(VALUES)
     with dspy.context(lm=lm):
-        stats = distill(TwoStep(), examples[:2], exact, out)
-    assert (stats.kept, stats.rejected) == (1, 1)
-    records = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [r["id"] for r in records] == ["a", "a"]  # one record per predictor call
-    assistant = records[1]["messages"][-1]["content"]
-    assert assistant.index("[[ ## answer ## ]]") < assistant.index("[[ ## rationale ## ]]")
-    assert "2 + 3 = 5" in assistant  # the student answered answer-only; the teacher wrote the justification
+        stats = distill(TwoStep(), _examples(("a", "5"), ("b", "7")), exact, tmp_path)
+    assert (stats.kept, stats.rejected, stats.records) == (1, 1, 2)
+    assert all(request.stop == () for request in engine.requests)  # the teacher runs in full mode
+    restate, solve = _lines(tmp_path / "train.jsonl")
+    assert (restate["id"], solve["id"], solve["example_id"]) == ("a/0", "a/1", "a")
+    assert [m["role"] for m in solve["messages"]] == ["system", "user", "assistant"]
+    assert _part(solve, "answer") == "[[ ## answer ## ]]\n5\n\n"
+    assert _part(solve, "justification") == "[[ ## rationale ## ]]\n2 + 3 = 5\n\n[[ ## completed ## ]]\n"
+    assert _part(restate, "justification") == "" and _part(restate, "answer").startswith("[[ ## givens ## ]]")
+    assert (solve["predictor"], solve["adapter"], solve["rationalized"]) == ("solve.predict", "ChatAdapter", False)
+    saved = datasets.load_from_disk(str(tmp_path / "dataset"))
+    assert saved["id"] == ["a/0", "a/1"] and saved[1]["spans"] == solve["spans"]
+    outcomes = {line["id"]: line["outcome"] for line in _lines(tmp_path / LOG_FILE)}
+    assert outcomes == {"a": "kept", "b": "rejected"}
+    assert "| kept | 1 |" in (tmp_path / "README.md").read_text()
 
-    with out.open("a") as f:
-        f.write('{"id": "torn')  # a crash mid-line
+
+def test_xml_program_is_recorded_in_xml_and_a_recovered_answer_is_kept(tmp_path):
+    def script(user):
+        if "<givens>" in user.split("Respond with")[-1]:
+            return "<givens>\ntwo\n</givens>"
+        return "<answer>\n5\n</answer>\n\n<rationale>\n2 < 3 & 3 < 5\n</rationale>"  # not valid XML
+
+    lm, _ = scripted_lm(script)
+    with dspy.context(lm=lm, adapter=dspy.XMLAdapter()):
+        stats = distill(TwoStep(), _examples(("a", "5")), exact, tmp_path)
+    assert stats.kept == 1
+    restate, solve = _lines(tmp_path / "train.jsonl")
+    assert solve["adapter"] == "XMLAdapter" and solve["recovered"] and not restate["recovered"]
+    assert _part(solve, "answer") == "<answer>\n5\n</answer>\n\n"
+    assert _part(solve, "justification") == "<rationale>\n2 &lt; 3 &amp; 3 &lt; 5\n</rationale>"
+    assert "<question>" in solve["messages"][1]["content"]
+
+
+def test_repeated_ids_are_written_once_and_a_killed_run_resumes(tmp_path):
+    lm, engine = scripted_lm(VALUES)
+    with dspy.context(lm=lm):
+        stats = distill(TwoStep(), _examples(("a", "5"), ("a", "5")), exact, tmp_path)
+    assert (stats.kept, stats.duplicates) == (1, 1)
+    with (tmp_path / LOG_FILE).open("a") as log:
+        log.write('{"id": "c", "outc')  # killed mid-append
     calls = len(engine.requests)
     with dspy.context(lm=lm):
-        stats = distill(TwoStep(), examples, exact, out)
-    assert (stats.skipped, stats.kept, stats.rejected) == (1, 1, 1)
-    assert len(engine.requests) == calls + 4  # only b and c ran again (two calls each)
-    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ["a", "a", "c", "c"]
+        stats = distill(TwoStep(), _examples(("a", "5"), ("b", "7"), ("c", "5")), exact, tmp_path)
+    assert len(engine.requests) == calls + 4  # b and c, two calls each; a was done
+    assert (stats.resumed, stats.kept, stats.rejected) == (1, 2, 1)
+    assert [r["id"] for r in _lines(tmp_path / "train.jsonl")] == ["a/0", "a/1", "c/0", "c/1"]
+
+
+def test_a_parse_failure_is_recorded_and_retried_on_resume(tmp_path):
+    lm, _ = scripted_lm(lambda user: "no fields at all")
+    with dspy.context(lm=lm):
+        stats = distill(PostReason("question -> answer"), _examples(("a", "5")), exact, tmp_path)
+    assert stats.failed == 1 and "could not parse" in _lines(tmp_path / LOG_FILE)[0]["error"]
+    lm, _ = scripted_lm(VALUES)
+    with dspy.context(lm=lm):
+        stats = distill(PostReason("question -> answer"), _examples(("a", "5")), exact, tmp_path)
+    assert (stats.failed, stats.kept) == (0, 1)
+
+
+def test_rationalize_justifies_the_gold_answer_of_a_wrong_example(tmp_path):
+    lm, engine = scripted_lm({**VALUES, "rationale": "seven, because 3 + 4 = 7"})
+    with dspy.context(lm=lm):
+        stats = distill(TwoStep(), _examples(("b", "7")), exact, tmp_path, rationalize=True)
+    assert stats.rationalized == 1
+    asked = engine.requests[-1]
+    assert "[[ ## answer ## ]]\n7" in asked.messages[-1]["content"]  # the gold answer is given as an input
+    assert "correct answer is given" in asked.messages[0]["content"]
+    restate, solve = _lines(tmp_path / "train.jsonl")
+    assert solve["rationalized"] and not restate["rationalized"]
+    assert _part(solve, "answer") == "[[ ## answer ## ]]\n7\n\n"
+    assert "3 + 4 = 7" in _part(solve, "justification")
+    assert "Respond with the corresponding output fields, starting with the field `[[ ## answer ## ]]`" in (
+        solve["messages"][1]["content"])  # the record is in the program's own prompt, not the rationalizing one

@@ -66,6 +66,7 @@ class Benchmark:
     another BBH task) and raises ValueError for a malformed row. `split_key` names the benchmark in
     the split hash; variants sharing it (all of BBH and each BBH task) agree on every item's split.
     `withhold_text` keeps the items' text out of run records (GPQA must never be stored in plain text).
+    `licence` is the source dataset's licence, stated on dataset cards of data derived from it.
     """
 
     name: str
@@ -82,6 +83,7 @@ class Benchmark:
     macro_average_by: str | None = None
     withhold_text: bool = False
     note: str = ""
+    licence: str = "not stated: check the source's terms"
 
     # ----- data -----
 

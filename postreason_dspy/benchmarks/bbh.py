@@ -41,6 +41,7 @@ def bbh_benchmark(task: str | None = None) -> Benchmark:
     tasks = tuple(BBH_TASKS) if task is None else (task,)
     return Benchmark(
         name="bbh" if task is None else f"bbh:{task}",
+        licence="MIT (BIG-Bench Hard)",
         family="free_form",
         title="BIG-Bench Hard (27 tasks, macro-averaged)" if task is None else f"BIG-Bench Hard: {task}",
         schema=SCHEMA,

@@ -119,6 +119,7 @@ def choice_benchmarks() -> list[Benchmark]:
     return [
         Benchmark(
             name="gpqa",
+            licence="CC BY 4.0 (its authors ask that it never be published in plain text)",
             title="GPQA Diamond",
             schema="Question; Correct Answer; Incorrect Answer 1; Incorrect Answer 2; Incorrect Answer 3; "
             "optional Record ID, split (the columns of the published gpqa_diamond.csv)",
@@ -134,6 +135,7 @@ def choice_benchmarks() -> list[Benchmark]:
         ),
         Benchmark(
             name="mmlu_pro",
+            licence="MIT",
             title="MMLU-Pro",
             schema="question; options (list of up to 10); answer (letter) or answer_index; "
             "optional question_id, category, split",
@@ -144,6 +146,7 @@ def choice_benchmarks() -> list[Benchmark]:
         ),
         Benchmark(
             name="mmlu",
+            licence="MIT",
             title="MMLU (57 subjects)",
             schema="question; choices (list of 4); answer (0-3 or A-D); optional subject, id, split",
             normalize=mmlu_item,
@@ -154,6 +157,7 @@ def choice_benchmarks() -> list[Benchmark]:
         ),
         Benchmark(
             name="arc_challenge",
+            licence="CC BY-SA 4.0",
             title="ARC-Challenge",
             schema=LABELED_SCHEMA,
             normalize=labeled_item,
@@ -166,6 +170,7 @@ def choice_benchmarks() -> list[Benchmark]:
         ),
         Benchmark(
             name="commonsense_qa",
+            licence="MIT",
             title="CommonsenseQA",
             schema=LABELED_SCHEMA,
             normalize=labeled_item,

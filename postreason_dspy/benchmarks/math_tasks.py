@@ -94,6 +94,7 @@ def math_benchmarks() -> list[Benchmark]:
     return [
         Benchmark(
             name="gsm8k",
+            licence="MIT",
             title="GSM8K grade-school math",
             schema="question; answer (a worked solution ending '#### N', or just N); optional id, split",
             normalize=gsm8k_item,
@@ -107,6 +108,7 @@ def math_benchmarks() -> list[Benchmark]:
         ),
         Benchmark(
             name="math500",
+            licence="MIT (MATH)",
             title="MATH-500",
             schema="problem (or question); answer (or a solution with \\boxed{answer}); "
             "optional subject, level, id, split",
@@ -119,6 +121,7 @@ def math_benchmarks() -> list[Benchmark]:
         ),
         Benchmark(
             name="amc23",
+            licence="not stated: AMC problems are (c) the MAA; check the source's terms",
             title="AMC 2023",
             schema=COMPETITION_SCHEMA,
             normalize=competition_item,
@@ -129,6 +132,7 @@ def math_benchmarks() -> list[Benchmark]:
         ),
         Benchmark(
             name="aime",
+            licence="not stated: AIME problems are (c) the MAA; check the source's terms",
             title="AIME 2025",
             schema=COMPETITION_SCHEMA,
             normalize=competition_item,
@@ -140,6 +144,7 @@ def math_benchmarks() -> list[Benchmark]:
         ),
         Benchmark(
             name="hmmt",
+            licence="not stated: HMMT problems are (c) HMMT; check the source's terms",
             title="HMMT February 2025",
             schema=COMPETITION_SCHEMA,
             normalize=competition_item,

@@ -1,0 +1,209 @@
+"""The distillation loop: run the program in full mode, keep what it gets right, record every predictor call.
+
+Each example's outcome (kept, rationalized, rejected, failed, test_overlap) and its records go to
+DIR/examples.jsonl in one append, so a killed run resumes where it stopped (failed examples are
+tried again); train.jsonl, the `datasets` copy and the card are rewritten from that log at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dspy
+from dspy.adapters.base import Adapter
+
+from postreason_dspy.decoding import active_adapter, strict_adapter
+from postreason_dspy.distill.leakage import LeakageGuard
+from postreason_dspy.distill.records import Call, CallRecorder, chat_record
+from postreason_dspy.errors import CompletionParseError, PostReasonError
+from postreason_dspy.io import JsonlLog, json_id
+from postreason_dspy.modules import PostReason, with_mode
+from postreason_dspy.predict import StrictPredict
+
+LOG_FILE = "examples.jsonl"
+DONE = frozenset({"kept", "rationalized", "rejected", "test_overlap"})  # "failed" is tried again on resume
+RATIONALIZE_INSTRUCTION = (
+    "The correct answer is given with the inputs. Write only the justification: explain why that answer "
+    "is correct, as you would after answering it yourself."
+)
+
+
+@dataclass
+class DistillStats:
+    """Counts of one distillation (over the whole log, so a resumed run reports the total)."""
+
+    kept: int = 0
+    rationalized: int = 0
+    rejected: int = 0
+    failed: int = 0
+    test_overlap: int = 0
+    duplicates: int = 0  # examples whose id was already seen in this input
+    resumed: int = 0  # examples already done by an earlier run into the same folder
+    records: int = 0
+    overlaps: dict[str, list[str]] = field(default_factory=dict)  # example id -> benchmarks whose test split has it
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def example_id(example: dspy.Example) -> str:
+    """The example's own id, else a digest of its inputs."""
+    return str(example.get("id") or json_id(dict(example.inputs().items())))
+
+
+def _post_fields(program: dspy.Module) -> dict[int, str]:
+    """id(predictor) -> its justification field, for every PostReason's predictor."""
+    return {id(m.predict): m.rationale_field for _, m in program.named_sub_modules() if isinstance(m, PostReason)}
+
+
+def rationalize(call: Call, example: dspy.Example, justification: str) -> dict[str, Any]:
+    """Outputs for `call` with the gold answer and a justification the model writes for it (answer given as input)."""
+    signature = call.predictor.signature
+    answers = [name for name in signature.output_fields if name != justification]
+    missing = [name for name in answers if example.get(name) is None]
+    if missing:
+        raise CompletionParseError(f"the example has no gold value for {', '.join(missing)}")
+    fields: dict[str, Any] = {name: (info.annotation, info) for name, info in signature.input_fields.items()}
+    for name in answers:
+        fields[name] = (signature.output_fields[name].annotation, dspy.InputField(desc=f"the correct {name}, given"))
+    rationale = signature.output_fields[justification]
+    fields[justification] = (rationale.annotation, rationale)
+    asked = dspy.make_signature(fields, f"{signature.instructions}\n\n{RATIONALIZE_INSTRUCTION}")
+    predictor = StrictPredict(asked)
+    predictor.demos = list(call.predictor.demos)
+    gold = {name: example[name] for name in answers}
+    text = str(predictor(**call.inputs(), **gold)[justification] or "").strip()
+    if not text:
+        raise CompletionParseError("the model wrote no justification for the gold answer")
+    return {**gold, justification: text}
+
+
+@dataclass
+class Distiller:
+    """Runs one example at a time and turns its calls into records (see `distill`)."""
+
+    program: dspy.Module
+    metric: Callable[..., Any]
+    adapter: Adapter
+    rationalize: bool
+    guard: LeakageGuard | None
+    provenance: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        self.teacher = with_mode(self.program, "full")
+        self.names = {id(predictor): name for name, predictor in self.teacher.named_predictors()}
+        self.post = _post_fields(self.teacher)
+
+    def outcome(self, example: dspy.Example, key: str) -> dict[str, Any]:
+        """The log line for one example: its outcome and, when kept or rationalized, its records."""
+        question = example.get("question")
+        overlap = self.guard.matches(str(question)) if self.guard and question is not None else []
+        if overlap:
+            return {"id": key, "outcome": "test_overlap", "benchmarks": overlap}
+        recorder = CallRecorder()
+        callbacks = [*dspy.settings.get("callbacks", []), recorder]
+        try:
+            with dspy.context(adapter=self.adapter, callbacks=callbacks):
+                pred = self.teacher(**example.inputs())
+        except CompletionParseError as exc:
+            return {"id": key, "outcome": "failed", "error": str(exc)}
+        except PostReasonError:
+            raise  # a configuration problem stops the run
+        except Exception as exc:  # an LM error: recorded; the example is tried again on resume
+            return {"id": key, "outcome": "failed", "error": f"{type(exc).__name__}: {exc}"}
+        calls = [call for call in recorder.calls if id(call.predictor) in self.names]
+        unparsed = [call for call in calls if call.outputs is None or call.outputs.get("parse_error")]
+        if unparsed:
+            return {"id": key, "outcome": "failed", "error": str(unparsed[0].outputs.get("parse_error", "no output"))}
+        if self.metric(example, pred):
+            return {"id": key, "outcome": "kept", "records": self.records(key, calls, {})}
+        if not self.rationalize:
+            return {"id": key, "outcome": "rejected", "answer": _answer(pred)}
+        return self.rationalized(example, key, calls, pred)
+
+    def rationalized(self, example: dspy.Example, key: str, calls: list[Call], pred: Any) -> dict[str, Any]:
+        last = max((n for n, call in enumerate(calls) if id(call.predictor) in self.post), default=None)
+        if last is None:
+            return {"id": key, "outcome": "rejected", "answer": _answer(pred), "error": "no post-reasoning call"}
+        try:
+            with dspy.context(adapter=self.adapter):
+                outputs = rationalize(calls[last], example, self.post[id(calls[last].predictor)])
+        except CompletionParseError as exc:
+            return {"id": key, "outcome": "rejected", "answer": _answer(pred), "error": f"rationalizing: {exc}"}
+        return {"id": key, "outcome": "rationalized", "answer": _answer(pred),
+                "records": self.records(key, calls, {last: outputs})}
+
+    def records(self, key: str, calls: list[Call], replaced: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
+        found = []
+        for n, call in enumerate(calls):
+            outputs = replaced.get(n, call.output_values())
+            justification = self.post.get(id(call.predictor))
+            record = chat_record(self.adapter, call.predictor, call.inputs(), outputs, justification)
+            found.append({
+                "id": f"{key}/{n}",
+                "example_id": key,
+                **record,
+                "rationalized": n in replaced,
+                "recovered": call.recovered and n not in replaced,
+                "predictor": self.names[id(call.predictor)],
+                "adapter": type(self.adapter).__name__,
+                **self.provenance,
+            })
+        return found
+
+
+def _answer(pred: Any) -> Any:
+    return pred.get("answer") if hasattr(pred, "get") else None
+
+
+def distill_examples(
+    program: dspy.Module,
+    examples: Iterable[dspy.Example],
+    metric: Callable[..., Any],
+    out: str | Path,
+    *,
+    adapter: Adapter | None = None,
+    rationalize: bool = False,
+    guard: LeakageGuard | None = None,
+    provenance: dict[str, Any] | None = None,
+    on_example: Callable[[DistillStats], None] | None = None,
+) -> tuple[DistillStats, list[dict[str, Any]]]:
+    """Append each new example's outcome to OUT/examples.jsonl; return the counts and the whole log."""
+    log = JsonlLog(Path(out) / LOG_FILE)
+    log.repair()
+    earlier, _ = log.read(lambda line: isinstance(line, dict) and "id" in line and "outcome" in line)
+    done = {line["id"] for line in earlier if line["outcome"] in DONE}
+    distiller = Distiller(program, metric, strict_adapter(adapter or active_adapter()), rationalize, guard,
+                          dict(provenance or {}))
+    stats, seen = DistillStats(), set()
+    for example in examples:
+        key = example_id(example)
+        if key in seen:
+            stats.duplicates += 1
+        elif key in done:
+            stats.resumed += 1
+        else:
+            log.append(distiller.outcome(example, key))
+        seen.add(key)
+        if on_example:
+            on_example(stats)
+    lines = final_outcomes(log.read(lambda line: isinstance(line, dict) and "outcome" in line)[0])
+    for line in lines:
+        setattr(stats, line["outcome"], getattr(stats, line["outcome"]) + 1)
+        stats.records += len(line.get("records", ()))
+        if line["outcome"] == "test_overlap":
+            stats.overlaps[line["id"]] = line["benchmarks"]
+    return stats, lines
+
+
+def final_outcomes(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One line per example id: its first finished outcome, else its last failure."""
+    chosen: dict[str, dict[str, Any]] = {}
+    for line in lines:
+        current = chosen.get(line["id"])
+        if current is None or (current["outcome"] == "failed"):
+            chosen[line["id"]] = line
+    return list(chosen.values())
