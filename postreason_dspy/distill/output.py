@@ -30,6 +30,7 @@ def save_dataset(records: list[dict[str, Any]], folder: Path) -> None:
     """`records` as a `datasets.Dataset` saved to disk at `folder`, replacing an older copy only when complete."""
     import datasets  # slow import, only when writing
 
+    datasets.disable_progress_bars()  # the command prints its own summary
     columns = {"id": [], "example_id": [], "messages": [], "spans": [], "rationalized": [], "predictor": []}
     dataset = datasets.Dataset.from_list(records) if records else datasets.Dataset.from_dict(columns)
     tmp = folder.with_name(f".{folder.name}.tmp")
