@@ -9,11 +9,12 @@ tests/integration/test_local_server.py what the real server does with them.
 
 from __future__ import annotations
 
-import argparse
+import json
 import os
 import re
 import socket
 import urllib.parse
+import urllib.request
 from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # before litellm loads: no 5 s metadata fetch offline
@@ -46,12 +47,34 @@ def check_reachable(api_base: str, timeout: float = 3.0) -> None:
     A TCP connection is enough: an HTTP request could wait behind another client's generation."""
     url = urllib.parse.urlsplit(api_base)
     if url.scheme not in ("http", "https") or not url.hostname:
-        raise ConfigurationError(f"api_base must be an http(s) URL such as http://127.0.0.1:8000/v1, not {api_base!r}")
+        raise ConfigurationError(
+            f"api_base must be an http(s) URL such as http://127.0.0.1:8000/v1, not {redact(api_base)!r}"
+        )
+    if url.username is not None or url.password is not None:
+        raise ConfigurationError(
+            f"the server URL {redact(api_base)} carries credentials (user:password@), which the model clients would "
+            "take as part of the host name: remove them; for a key, set the provider's API key variable "
+            "(e.g. HOSTED_VLLM_API_KEY or OPENAI_API_KEY)"
+        )
     port = url.port or (443 if url.scheme == "https" else 80)
     try:
         socket.create_connection((url.hostname, port), timeout=timeout).close()
     except OSError as exc:
         raise ConfigurationError(f"cannot reach the model server at {redact(api_base)}: {exc}") from None
+
+
+def served_model_ids(api_base: str, api_key: str | None = None, timeout: float = 5.0) -> list[str] | None:
+    """The model ids an OpenAI-compatible server lists at {api_base}/models; None when it lists none
+    (no such endpoint, or no answer in `timeout`)."""
+    request = urllib.request.Request(api_base.rstrip("/") + "/models")
+    if api_key:
+        request.add_header("Authorization", f"Bearer {api_key}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            listing = json.loads(response.read().decode("utf-8"))
+        return [str(entry["id"]) for entry in listing["data"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def redact(url: str) -> str:
@@ -140,23 +163,3 @@ def describe_lm(lm: dspy.LM) -> dict[str, Any]:
     if state is not None and state.base_url == api_base:
         record["local_model"] = state.model
     return record
-
-
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """--model and --api-base, for every command that calls a model; keys come only from the environment."""
-    parser.add_argument(
-        "--model",
-        default=os.environ.get("POSTREASON_MODEL", LOCAL),
-        help="'local' (the embedded llama.cpp server; default, or $POSTREASON_MODEL) or a DSPy/litellm "
-        "model string such as openai/gpt-4o-mini, hosted_vllm/NAME, ollama_chat/NAME",
-    )
-    parser.add_argument(
-        "--api-base",
-        default=os.environ.get("POSTREASON_API_BASE"),
-        help="server URL for the model (default: $POSTREASON_API_BASE, else the provider's own)",
-    )
-
-
-def lm_from_args(args: argparse.Namespace, **settings: Any) -> dspy.LM:
-    """resolve_lm for the arguments `add_model_arguments` declared."""
-    return resolve_lm(args.model, api_base=args.api_base, **settings)

@@ -24,7 +24,8 @@ import dspy
 
 from postreason_dspy import PostReason, make_strategy
 from postreason_dspy.benchmarks import get_benchmark
-from postreason_dspy.models import add_model_arguments, describe_lm, lm_from_args, redact
+from postreason_dspy.cli.options import add_model_arguments, lm_from_args
+from postreason_dspy.models import describe_lm, redact
 from postreason_dspy.streaming import stream_answer
 
 STRATEGIES = ("direct", "post", "post_full", "cot", "post_stream")

@@ -38,16 +38,10 @@ import dspy
 from postreason_dspy import PostReason
 from postreason_dspy.benchmarks import get_benchmark
 from postreason_dspy.cli import main as postreason
+from postreason_dspy.cli.options import add_model_arguments, lm_from_args
 from postreason_dspy.decoding import answer_only_stops, strict_adapter
 from postreason_dspy.evaluation import RunStore
-from postreason_dspy.models import (
-    KEY_ENV,
-    LOCAL_MODEL_STRING,
-    add_model_arguments,
-    describe_lm,
-    lm_from_args,
-    redact,
-)
+from postreason_dspy.models import KEY_ENV, LOCAL_MODEL_STRING, describe_lm, redact
 
 # litellm's own defaults for the OpenAI-style providers whose base get_llm_provider leaves unset
 CHAT_COMPLETIONS_BASES = {"openai": "https://api.openai.com/v1", "openrouter": "https://openrouter.ai/api/v1"}
@@ -155,21 +149,21 @@ def main() -> None:
             else:
                 harness_s, records = harness(args, Path(scratch), f"repeat-{repeat}")
                 bare_s, responses = bare_loop(url, api_key, bodies, args.threads)
-            by_id = {record["id"]: record for record in records}
+            by_id = {record.id: record for record in records}
             harness_rows = [by_id[str(example.id)] for example in examples]
             repeats.append({
                 "bare_s": bare_s,
                 "harness_s": harness_s,
                 "bare_examples_per_s": len(examples) / bare_s,
                 "harness_examples_per_s": len(examples) / harness_s,
-                "harness_lm_latency_s": sum(h["latency_s"] or 0 for h in harness_rows),
+                "harness_lm_latency_s": sum(h.latency_s or 0 for h in harness_rows),
                 "bare_completion_tokens": sum(r["usage"]["completion_tokens"] for r in responses),
-                "harness_completion_tokens": sum(r["completion_tokens"] or 0 for r in harness_rows),
-                "same_prompt_tokens": sum(r["usage"]["prompt_tokens"] == h["prompt_tokens"]
+                "harness_completion_tokens": sum(h.completion_tokens or 0 for h in harness_rows),
+                "same_prompt_tokens": sum(r["usage"]["prompt_tokens"] == h.prompt_tokens
                                           for r, h in zip(responses, harness_rows, strict=True)),
-                "same_completion": sum(r["choices"][0]["message"]["content"] == h["completion"]
+                "same_completion": sum(r["choices"][0]["message"]["content"] == h.completion
                                        for r, h in zip(responses, harness_rows, strict=True)),
-                "harness_errors": sum(h["status"] == "error" for h in harness_rows),
+                "harness_errors": sum(h.failed for h in harness_rows),
             })
             print(f"repeat {repeat}: bare {repeats[-1]['bare_examples_per_s']:.3f} ex/s, "
                   f"harness {repeats[-1]['harness_examples_per_s']:.3f} ex/s")

@@ -58,3 +58,13 @@ def test_files_that_are_not_program_files_get_one_clear_error(tmp_path, content,
 def test_a_missing_program_file_is_named(tmp_path):
     with pytest.raises(ConfigurationError, match="no program file"):
         read_program(tmp_path / "absent.json")
+
+
+def test_build_overrides_are_merged_into_the_saved_arguments(tmp_path):
+    program = get_benchmark("commonsense_qa").program("post")
+    save_program(program, tmp_path / "program.json", benchmark="commonsense_qa", strategy="post")
+    saved = read_program(tmp_path / "program.json")
+    assert {p.on_parse_error for p in saved.build().predictors()} == {"raise"}
+    marked = saved.build(overrides={"on_parse_error": "mark"})
+    assert {p.on_parse_error for p in marked.predictors()} == {"mark"}
+    assert saved.program_kwargs == {}  # the file's own arguments are left as they were

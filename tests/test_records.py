@@ -1,4 +1,5 @@
-"""Run directories: atomic writes, torn lines, compaction before resume, thread-safe appends, secret scrubbing."""
+"""Run directories: the typed record and its format version, torn lines, compaction before resume, thread-safe
+appends, the run lock, corrupt configs, secret scrubbing."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ import threading
 import pytest
 
 from postreason_dspy.errors import ConfigurationError
-from postreason_dspy.evaluation.records import RunStore, atomic_write_text
-from postreason_dspy.evaluation.scrub import REDACTED, scrub, secret_values
+from postreason_dspy.evaluation.records import RECORD_FORMAT, ExampleRecord, RunStore, Setting
+from postreason_dspy.evaluation.scrub import REDACTED, scrub, secret_values, url_secrets
 
 
 def rec(index, status="ok", strategy="direct", **extra):
-    return {"model": "m", "benchmark": "b", "strategy": strategy, "id": f"q{index}", "status": status, **extra}
+    return ExampleRecord(model="m", benchmark="b", strategy=strategy, id=f"q{index}", status=status, **extra)
 
 
 @pytest.fixture
@@ -22,16 +23,28 @@ def store(tmp_path):
     return RunStore.create(tmp_path, {"config": {"models": ["m"]}}, run_id="r1")
 
 
-def test_atomic_write_replaces_whole_file_and_leaves_no_temporary(tmp_path):
-    path = tmp_path / "f.json"
-    atomic_write_text(path, "old")
-    atomic_write_text(path, "new")
-    assert path.read_text() == "new"
-    assert [p.name for p in tmp_path.iterdir()] == ["f.json"]
+def test_a_record_line_keeps_the_documented_field_names(store):
+    store.append(rec(0, answer="4", correct=True, completion_tokens=3))
+    (line,) = store.examples_path.read_text().splitlines()
+    data = json.loads(line)
+    assert list(data) == ["model", "benchmark", "strategy", "id", "status", "inputs", "gold", "group", "answer",
+                          "correct", "completion", "parse_error", "error", "prompt_tokens", "completion_tokens",
+                          "latency_s", "finish_reason", "lm_calls", "attempts", "finished_at"]
+    (record,) = store.records()
+    assert record == rec(0, answer="4", correct=True, completion_tokens=3)
+    assert record.setting == Setting("m", "b", "direct") and record.key == (Setting("m", "b", "direct"), "q0")
+
+
+def test_lines_that_are_not_records_are_skipped_and_counted(store):
+    store.append(rec(0))
+    with store.examples_path.open("a") as handle:
+        handle.write('{"model": "m", "benchmark": "b", "strategy": "direct"}\n[1, 2]\n')  # no id; not an object
+    assert [r.id for r in store.records()] == ["q0"]
+    assert store.compact().lines_dropped == 2
 
 
 def test_create_open_and_latest(tmp_path, store):
-    assert store.read_config() == {"config": {"models": ["m"]}}
+    assert store.read_config() == {"record_format": RECORD_FORMAT, "config": {"models": ["m"]}}
     assert RunStore.open("r1", tmp_path).path == store.path
     assert RunStore.open(store.path, tmp_path / "elsewhere").path == store.path
     with pytest.raises(ConfigurationError, match="already exists"):
@@ -40,7 +53,7 @@ def test_create_open_and_latest(tmp_path, store):
         RunStore.open("r2", tmp_path)
     with pytest.raises(ConfigurationError, match="plain directory name"):
         RunStore.create(tmp_path, {}, run_id="../escape")
-    later = RunStore.create(tmp_path, {}, run_id="r0")
+    later = RunStore.create(tmp_path, {"config": {}}, run_id="r0")
     os.utime(store.path / "config.json", (1_000, 1_000))
     os.utime(later.path / "config.json", (2_000, 2_000))
     assert RunStore.latest(tmp_path).path == later.path  # by start time, not by name
@@ -51,7 +64,7 @@ def test_torn_last_line_is_ignored_and_compaction_drops_it(store):
     store.append(rec(1))
     with store.examples_path.open("a") as handle:
         handle.write('{"model": "m", "benchmark": "b", "strat')  # killed mid-write
-    assert [r["id"] for r in store.records()] == ["q0", "q1"]
+    assert [r.id for r in store.records()] == ["q0", "q1"]
     compaction = store.compact()
     assert (compaction.kept, compaction.errors_dropped, compaction.lines_dropped) == (2, 0, 1)
     store.append(rec(2))
@@ -68,7 +81,7 @@ def test_compaction_keeps_one_line_per_example_and_drops_errors_to_redo(store):
     compaction = store.compact()
     assert (compaction.kept, compaction.errors_dropped, compaction.lines_dropped) == (2, 1, 1)
     records = store.records()
-    assert [(r["strategy"], r["id"], r.get("answer")) for r in records] == [("direct", "q0", "2"), ("post", "q0", None)]
+    assert [(r.strategy, r.id, r.answer) for r in records] == [("direct", "q0", "2"), ("post", "q0", None)]
     assert len(store.examples_path.read_text().splitlines()) == 2
 
 
@@ -112,7 +125,56 @@ def test_scrub_by_environment_value():
 def test_store_writes_are_scrubbed(tmp_path, monkeypatch):
     monkeypatch.setenv("SOME_SERVICE_SECRET", "s3cr3t-value-42")
     store = RunStore.create(tmp_path, {"command": "--api-base http://u:s3cr3t-value-42@h/v1"}, run_id="r")
-    store.append(rec(0, completion="the key is s3cr3t-value-42", api_key="s3cr3t-value-42"))
+    store.append(rec(0, completion="the key is s3cr3t-value-42", error="401: s3cr3t-value-42"))
     store.write_summary({"note": "s3cr3t-value-42"})
     for path in store.path.rglob("*"):
         assert "s3cr3t-value-42" not in path.read_text()
+
+
+def test_a_run_of_another_record_format_is_refused(tmp_path):
+    store = RunStore.create(tmp_path, {"config": {}}, run_id="future")
+    document = store.read_config()
+    store.write_json("config.json", {**document, "record_format": RECORD_FORMAT + 1})
+    with pytest.raises(ConfigurationError, match=f"format {RECORD_FORMAT + 1}; this postreason-dspy reads format 1"):
+        RunStore.open("future", tmp_path)
+
+
+def test_a_run_from_before_the_version_field_reads_as_version_1(tmp_path):
+    store = RunStore.create(tmp_path, {"config": {}}, run_id="old")
+    document = store.read_config()
+    del document["record_format"]
+    (store.path / "config.json").write_text(json.dumps(document))
+    assert RunStore.open("old", tmp_path).read_config() == {"config": {}}
+
+
+@pytest.mark.parametrize("content", ['{"config": {"models": ["m"]', "[1, 2]", "\xff"])
+def test_a_corrupt_config_is_one_clear_error(tmp_path, content):
+    store = RunStore.create(tmp_path, {"config": {}}, run_id="r")
+    (store.path / "config.json").write_text(content, encoding="latin-1")
+    with pytest.raises(ConfigurationError, match=r"config.json is corrupt"):
+        RunStore.open("r", tmp_path)
+    with pytest.raises(ConfigurationError, match=r"config.json is corrupt"):
+        RunStore.latest(tmp_path)
+
+
+def test_the_run_lock_refuses_a_second_holder(store):
+    second = RunStore(store.path)
+    with store.lock(), pytest.raises(ConfigurationError, match="in use by another `postreason eval`"), second.lock():
+        pass
+    with RunStore(store.path).lock():  # released: the next one gets it
+        pass
+
+
+def test_url_passwords_are_scrubbed_with_or_without_scheme():
+    text = "cannot connect to alice:PASSW0RD@127.0.0.1:8765 (http://bob:hunter2@host/v1)"
+    cleaned = scrub({"error": text}, secrets=[])["error"]
+    assert "PASSW0RD" not in cleaned and "hunter2" not in cleaned
+    assert cleaned == f"cannot connect to alice:{REDACTED}@127.0.0.1:8765 (http://bob:{REDACTED}@host/v1)"
+    assert url_secrets("http://alice:PASSW0RD@127.0.0.1/v1") == ["PASSW0RD"] and url_secrets("http://h/v1") == []
+
+
+def test_named_secrets_are_scrubbed_from_every_write(tmp_path):
+    store = RunStore.create(tmp_path, {"config": {}}, run_id="r", extra_secrets=["key-abcdefgh-1234"])
+    store.add_secrets(["pass-5678"])
+    store.append(rec(0, error="401 for key-abcdefgh-1234 at pass-5678"))
+    assert store.records()[0].error == f"401 for {REDACTED} at {REDACTED}"

@@ -9,6 +9,7 @@ from rich.console import Console
 
 from postreason_dspy.cli import main
 from postreason_dspy.evaluation import RunStore, render_summary, summarize, write_comparison, write_report
+from postreason_dspy.evaluation.records import ExampleRecord
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -34,9 +35,9 @@ def make_run(tmp_path, run_id, correct):
                             run_id=run_id)
     for (benchmark, strategy), flags in correct.items():
         for i, ok in enumerate(flags):
-            store.append({"model": "m", "benchmark": benchmark, "strategy": strategy, "id": f"q{i}", "status": "ok",
-                          "correct": ok, "group": None, "prompt_tokens": 50, "completion_tokens": tokens[strategy],
-                          "latency_s": tokens[strategy] / 20, "finish_reason": "stop"})
+            store.append(ExampleRecord(model="m", benchmark=benchmark, strategy=strategy, id=f"q{i}", status="ok",
+                                       correct=ok, prompt_tokens=50, completion_tokens=tokens[strategy],
+                                       latency_s=tokens[strategy] / 20, finish_reason="stop"))
     return store
 
 
@@ -113,3 +114,33 @@ def test_summary_json_round_trip_matches_report(tmp_path):
     assert summary.complete and summary.expected == 24
     assert [line.strategy for line in summary.headline] == ["post", "cot"]
     assert summary.to_dict()["comparisons"][0]["difference"] == pytest.approx(0.25)
+
+
+def test_report_out_must_be_a_directory(tmp_path, capsys):
+    make_run(tmp_path, "run", RESULTS)
+    taken = tmp_path / "notes.txt"
+    taken.write_text("mine")
+    assert main(["report", "run", "--runs-dir", str(tmp_path), "--out", str(taken), "--no-plots"]) == 2
+    assert "notes.txt is a file, not a directory" in " ".join(capsys.readouterr().err.split())
+    assert taken.read_text() == "mine"
+
+
+def test_report_of_a_run_with_a_corrupt_config_is_one_line(tmp_path, capsys):
+    store = make_run(tmp_path, "run", RESULTS)
+    (store.path / "config.json").write_text('{"config": {"models": [')
+    assert main(["report", "run", "--runs-dir", str(tmp_path)]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert err.startswith("error:") and "config.json is corrupt (not valid JSON" in err
+
+
+def test_named_pairs_get_their_own_table(tmp_path):
+    results = {("b1", "direct"): [True, False, False, False], ("b1", "post"): [True, True, False, False],
+               ("b1", "cot"): [True, True, True, False]}
+    store = make_run(tmp_path, "run", results)
+    document = store.read_config()
+    document["config"]["pairs"] = [["cot", "post"]]
+    store.write_json("config.json", document)
+    _, files = write_report(store, with_plots=False)
+    report = files[0].read_text()
+    assert "## Other pairs, on the same examples" in report
+    assert "| m | b1 | cot | post | 4 | 75.0% | 50.0% | +25.0 pp |" in report

@@ -78,16 +78,16 @@ def test_every_setting_is_recorded_with_its_cost(tmp_path):
     store, summary = run(tmp_path, lm, config)
 
     records = store.records()
-    assert len(records) == 12 and len({(r["strategy"], r["id"]) for r in records}) == 12
-    first = next(r for r in records if r["strategy"] == "direct" and r["id"] == "q1")
-    assert first["inputs"] == {"question": "What is 1 + 1?"}
-    assert (first["answer"], first["gold"], first["correct"], first["status"]) == ("3", "2", False, "ok")
-    assert first["completion"].startswith("[[ ## answer ## ]]\n3")
-    assert first["prompt_tokens"] > 50 and first["completion_tokens"] > 0
-    assert first["finish_reason"] == "stop" and first["latency_s"] >= 0
-    assert (first["lm_calls"], first["attempts"], first["error"]) == (1, 1, None)
-    post = next(r for r in records if r["strategy"] == "post" and r["id"] == "q1")
-    assert post["correct"] and "rationale" not in post["completion"]  # answer-only: stopped at the marker
+    assert len(records) == 12 and len({(r.strategy, r.id) for r in records}) == 12
+    first = next(r for r in records if r.strategy == "direct" and r.id == "q1")
+    assert first.inputs == {"question": "What is 1 + 1?"}
+    assert (first.answer, first.gold, first.correct, first.status) == ("3", "2", False, "ok")
+    assert first.completion.startswith("[[ ## answer ## ]]\n3")
+    assert first.prompt_tokens > 50 and first.completion_tokens > 0
+    assert first.finish_reason == "stop" and first.latency_s >= 0
+    assert (first.lm_calls, first.attempts, first.error) == (1, 1, None)
+    post = next(r for r in records if r.strategy == "post" and r.id == "q1")
+    assert post.correct and "rationale" not in post.completion  # answer-only: stopped at the marker
 
     # One strategy at a time over all examples: every direct request comes before any post request.
     kinds = ["post" if "rationale" in requested_order(r.messages[-1]["content"]) else "direct" for r in engine.requests]
@@ -99,6 +99,7 @@ def test_every_setting_is_recorded_with_its_cost(tmp_path):
     saved = json.loads((store.path / "summary.json").read_text())
     assert saved["headline"][0]["win_share"] == 1.0
     config_doc = store.read_config()
+    assert config_doc["record_format"] == 1
     assert config_doc["benchmarks"]["arith"]["example_ids"] == [f"q{i}" for i in range(6)]
     assert config_doc["models"]["fake"]["model"] == "scripted/model"
     assert config_doc["command"].startswith("postreason eval --model fake --benchmark arith --strategy direct,post")
@@ -119,7 +120,7 @@ def test_interrupted_run_resumes_without_losing_or_duplicating(tmp_path):
     store = RunStore.open("r", tmp_path)
     before = store.records()
     # q3 was interrupted; examples the worker had already finished by then are kept too.
-    ids = [r["id"] for r in before]
+    ids = [r.id for r in before]
     assert ids[:3] == ["q0", "q1", "q2"] and "q3" not in ids
     partial = json.loads((store.path / "summary.json").read_text())
     assert partial["recorded"] == len(before) and partial["complete"] is False
@@ -134,7 +135,7 @@ def test_interrupted_run_resumes_without_losing_or_duplicating(tmp_path):
     lines = [json.loads(line) for line in store.examples_path.read_text().splitlines()]
     keys = [(r["strategy"], r["id"]) for r in lines]
     assert len(keys) == len(set(keys)) == 12
-    assert lines[: len(before)] == before  # finished examples are kept as they were
+    assert lines[: len(before)] == [r.to_dict() for r in before]  # finished examples are kept as they were
     assert summary.complete and summary.recorded == 12
 
 
@@ -155,13 +156,13 @@ def test_failing_lm_calls_are_recorded_and_the_run_continues(tmp_path):
     lm, engine = scripted_lm(flaky)
     config = EvalConfig(models=("fake",), benchmarks=("arith",), strategies=("direct",), limit=None)
     store, summary = run(tmp_path, lm, config)
-    by_id = {r["id"]: r for r in store.records()}
+    by_id = {r.id: r for r in store.records()}
     assert len(by_id) == 6
-    assert by_id["q1"]["status"] == "error" and by_id["q1"]["attempts"] == 3
-    assert "upstream exploded" in by_id["q1"]["error"] and by_id["q1"]["correct"] is None
-    assert by_id["q2"]["status"] == "ok" and by_id["q2"]["attempts"] == 2 and by_id["q2"]["correct"]
-    assert by_id["q3"]["status"] == "error" and by_id["q3"]["attempts"] == 1
-    assert all(by_id[i]["status"] == "ok" for i in ("q0", "q4", "q5"))
+    assert by_id["q1"].status == "error" and by_id["q1"].attempts == 3
+    assert "upstream exploded" in by_id["q1"].error and by_id["q1"].correct is None
+    assert by_id["q2"].status == "ok" and by_id["q2"].attempts == 2 and by_id["q2"].correct
+    assert by_id["q3"].status == "error" and by_id["q3"].attempts == 1
+    assert all(by_id[i].status == "ok" for i in ("q0", "q4", "q5"))
     assert len(engine.requests) == 3 + 2 + 1 + 3
     (row,) = summary.settings
     assert (row.errors, row.scored, row.accuracy) == (2, 4, 0.75)  # q0, q2, q4 right; q5 wrong
@@ -175,7 +176,7 @@ def test_resume_redoes_failed_examples(tmp_path):
     lm2, engine2 = scripted_lm(post_fixes_odd)
     compaction, summary = resume_run(store, lm_factory=lambda *a, **k: lm2, benchmark_factory=lambda n: FakeBenchmark())
     assert compaction.errors_dropped == 2 and len(engine2.requests) == 2
-    assert summary.errors == 0 and [r["status"] for r in store.records()] == ["ok", "ok"]
+    assert summary.errors == 0 and [r.status for r in store.records()] == ["ok", "ok"]
 
 
 def test_parse_errors_count_as_wrong_answers(tmp_path):
@@ -183,8 +184,8 @@ def test_parse_errors_count_as_wrong_answers(tmp_path):
     config = EvalConfig(models=("fake",), benchmarks=("arith",), strategies=("direct",), limit=2)
     store, summary = run(tmp_path, lm, config)
     record = store.records()[0]
-    assert record["status"] == "parse_error" and record["correct"] is False
-    assert record["completion"] == "I think it is four." and record["parse_error"]
+    assert record.status == "parse_error" and record.correct is False
+    assert record.completion == "I think it is four." and record.parse_error
     assert summary.settings[0].parse_errors == 2 and summary.settings[0].accuracy == 0.0
 
 
@@ -222,7 +223,7 @@ def test_withheld_benchmark_text_is_not_written_under_runs(tmp_path):
     write_report(store)
     records = store.records()
     assert len(records) == 12 and summary.complete
-    assert all(record["inputs"] is None and record["id"].startswith("q") for record in records)
+    assert all(record.inputs is None and record.id.startswith("q") for record in records)
     for path in (path for path in tmp_path.rglob("*") if path.is_file()):
         assert b"What is" not in path.read_bytes(), path
 

@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from postreason_dspy.evaluation.records import ExampleRecord
 from postreason_dspy.evaluation.stats import (
     accuracy_interval,
     bootstrap_accuracy_interval,
@@ -107,11 +108,11 @@ def test_relative_improvement_and_ratios():
 
 
 def record(benchmark, strategy, index, correct, tokens=10, latency=1.0, status=None, group=None):
-    return {
-        "model": "m", "benchmark": benchmark, "strategy": strategy, "id": f"q{index}",
-        "status": status or "ok", "correct": None if status == "error" else correct, "group": group,
-        "prompt_tokens": 100, "completion_tokens": tokens, "latency_s": latency, "finish_reason": "stop",
-    }
+    return ExampleRecord(
+        model="m", benchmark=benchmark, strategy=strategy, id=f"q{index}",
+        status=status or "ok", correct=None if status == "error" else correct, group=group,
+        prompt_tokens=100, completion_tokens=tokens, latency_s=latency, finish_reason="stop",
+    )
 
 
 def constructed_records():
@@ -183,3 +184,32 @@ def test_compare_runs_pairs_by_example_id():
     assert (row.baseline_accuracy, row.treatment_accuracy) == (0.25, 0.75)
     assert (row.treatment_only, row.baseline_only) == (2, 0)
     assert comparison.only_a == comparison.only_b == []
+
+
+def config_of(strategies, pairs=()):
+    return {"config": {"models": ["m"], "benchmarks": ["b1", "b2"], "strategies": list(strategies),
+                       "pairs": [list(pair) for pair in pairs]},
+            "benchmarks": {"b1": {"example_ids": [f"q{i}" for i in range(10)]},
+                           "b2": {"example_ids": [f"q{i}" for i in range(9)]}}}
+
+
+def test_every_strategy_is_compared_with_direct_and_named_pairs_too():
+    records = constructed_records()
+    records += [record(r.benchmark, "tuned", int(r.id[1:]), True) for r in records if r.strategy == "post"]
+    summary = summarize(records, "run", config_of(("direct", "post", "tuned"), pairs=[("tuned", "post")]))
+    pairs = [(row.benchmark, row.treatment, row.baseline) for row in summary.comparisons]
+    assert pairs == [("b1", "post", "direct"), ("b1", "tuned", "direct"), ("b1", "tuned", "post"),
+                     ("b2", "post", "direct"), ("b2", "tuned", "direct"), ("b2", "tuned", "post")]
+    tuned_vs_post = next(row for row in summary.comparisons if row.treatment == "tuned" and row.baseline == "post")
+    assert (tuned_vs_post.pairs, tuned_vs_post.treatment_only, tuned_vs_post.baseline_only) == (10, 3, 0)
+    assert [(line.strategy, line.baseline) for line in summary.headline] == [
+        ("post", "direct"), ("tuned", "direct"), ("tuned", "post")]
+    assert summary.expected == 3 * (10 + 9)
+
+
+def test_without_direct_only_named_pairs_are_compared():
+    records = [r for r in constructed_records() if r.strategy == "post"]
+    records += [record(r.benchmark, "tuned", int(r.id[1:]), True) for r in records]
+    assert summarize(records, "run", config_of(("post", "tuned"))).comparisons == []
+    summary = summarize(records, "run", config_of(("post", "tuned"), pairs=[("tuned", "post")]))
+    assert {(row.treatment, row.baseline) for row in summary.comparisons} == {("tuned", "post")}

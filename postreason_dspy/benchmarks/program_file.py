@@ -39,9 +39,12 @@ class ProgramFile:
     program_kwargs: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
 
-    def build(self) -> dspy.Module:
-        """The benchmark's program for this strategy, with the saved instructions and demos loaded."""
-        program = get_benchmark(self.benchmark).program(self.strategy, **self.program_kwargs)
+    def build(self, overrides: dict[str, Any] | None = None) -> dspy.Module:
+        """The benchmark's program for this strategy, with the saved instructions and demos loaded.
+
+        `overrides` are merged into the saved constructor arguments (e.g. the evaluator's on_parse_error="mark")."""
+        kwargs = {**self.program_kwargs, **(overrides or {})}
+        program = get_benchmark(self.benchmark).program(self.strategy, **kwargs)
         program.load_state(self.state)
         return program
 

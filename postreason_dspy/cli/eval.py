@@ -1,18 +1,27 @@
 """`postreason eval`: compare answering strategies for one or many models across benchmarks.
 
     postreason eval [--model M ...] [--benchmark B ...] [--strategy direct,post,cot] [--limit 20] [--threads 1]
+    postreason eval --program tuned.json[=NAME] [--pair NAME:post]   a saved program as a strategy of its own
     postreason eval --resume RUN        continue an interrupted run (failed examples are redone)
 
 Each run is recorded under runs/<run-id>/ (see runs/README.md); `postreason report RUN` writes its report.
-Exit code 1 when some examples failed for good (their errors are in the records; `--resume` retries them).
+Exit code 1 when some examples failed for good (their errors are in the records; `--resume` retries them);
+2 on bad input, or when the model server stopped answering (the message says how to resume).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
+from postreason_dspy.cli.options import (
+    add_api_base_option,
+    add_model_option,
+    add_no_progress_option,
+    add_run_id_option,
+    add_runs_dir_option,
+    default_model,
+)
 from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.evaluation import (
     DEFAULT_LIMIT,
@@ -24,11 +33,11 @@ from postreason_dspy.evaluation import (
     start_run,
     terminal,
 )
-from postreason_dspy.models import LOCAL
 from postreason_dspy.strategies import STRATEGIES
 
 # Options that define what a run compares: a resumed run takes them from its config.json.
-SETTING_OPTIONS = ("model", "benchmark", "strategy", "limit", "split", "seed", "max_tokens", "temperature", "data")
+SETTING_OPTIONS = ("model", "benchmark", "strategy", "limit", "split", "seed", "max_tokens", "temperature", "data",
+                   "program", "pair")
 
 
 def _names(values: list[str] | None) -> tuple[str, ...] | None:
@@ -61,6 +70,33 @@ def _data(values: list[str] | None, benchmarks: tuple[str, ...]) -> dict[str, st
     return found
 
 
+def _programs(values: list[str] | None) -> dict[str, str]:
+    """--program PATH (labelled by the file's stem) or --program PATH=NAME, in order."""
+    found: dict[str, str] = {}
+    for value in values or []:
+        path, sep, label = value.rpartition("=")
+        if not sep:
+            path, label = value, Path(value).stem
+        label = label.strip()
+        if not label or "," in label:
+            raise ConfigurationError(f"--program {value}: the label must be a name without commas")
+        if label in found:
+            raise ConfigurationError(f"two program files are labelled {label!r}: name them with --program PATH=NAME")
+        found[label] = path
+    return found
+
+
+def _pairs(values: list[str] | None) -> tuple[tuple[str, str], ...]:
+    """--pair TREATMENT:BASELINE, repeatable."""
+    pairs = []
+    for value in values or []:
+        treatment, sep, baseline = value.rpartition(":")
+        if not sep or not treatment or not baseline:
+            raise ConfigurationError(f"--pair takes TREATMENT:BASELINE (two strategies or labels), not {value!r}")
+        pairs.append((treatment, baseline))
+    return tuple(pairs)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `eval` command."""
     parser = subparsers.add_parser(
@@ -69,18 +105,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Run every (model, benchmark, strategy) setting on the same examples, one strategy at a time, "
         "and record each answer under RUNS_DIR/<run-id>/.",
     )
-    parser.add_argument("--model", action="append", metavar="M",
-                        help=f"model to evaluate, repeatable: '{LOCAL}' (the embedded server) or a DSPy/litellm model "
-                        f"string such as openai/gpt-4o-mini (default: $POSTREASON_MODEL or {LOCAL})")
-    parser.add_argument("--api-base", default=os.environ.get("POSTREASON_API_BASE"),
-                        help="server URL for the models (default: $POSTREASON_API_BASE, else each provider's own); "
-                        "keys come only from the environment")
+    add_model_option(parser, repeatable=True)
+    add_api_base_option(parser)
     parser.add_argument("--benchmark", action="append", metavar="B",
                         help="benchmark name(s), repeatable or comma-separated; bbh:<task> for one BBH task "
                         "(default: gsm8k; see `postreason benchmarks`)")
     parser.add_argument("--strategy", action="append", metavar="S",
                         help=f"strategies, comma-separated, from {', '.join(STRATEGIES)} "
                         f"(default: {','.join(DEFAULT_STRATEGIES)})")
+    parser.add_argument("--program", action="append", metavar="PATH[=NAME]",
+                        help="a saved program file (program.json) evaluated as a strategy of its own, labelled NAME "
+                        "(default: the file's stem); repeatable")
+    parser.add_argument("--pair", action="append", metavar="TREATMENT:BASELINE",
+                        help="also compare these two strategies or labels on the same examples (every strategy is "
+                        "compared with direct anyway); repeatable")
     parser.add_argument("--limit", type=_limit, help=f"examples per benchmark, or 'all' (default: {DEFAULT_LIMIT})")
     parser.add_argument("--split", choices=("test", "dev", "train"), help="default: test")
     parser.add_argument("--seed", type=int, help="order of the examples before --limit cuts (default: 0)")
@@ -91,10 +129,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--threads", type=int, help="examples in flight at once (default: 1; the local server "
                         "answers one request at a time, remote APIs gain from more)")
     parser.add_argument("--retries", type=int, help="retries of a transient LM error, with backoff (default: 3)")
-    parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run directories go (default: runs)")
-    parser.add_argument("--run-id", help="name the run directory (default: time and a random suffix)")
+    add_runs_dir_option(parser)
+    add_run_id_option(parser)
     parser.add_argument("--resume", metavar="RUN", help="continue run RUN (an id under --runs-dir, or a directory)")
-    parser.add_argument("--no-progress", action="store_true", help="no live progress display")
+    add_no_progress_option(parser)
     parser.set_defaults(func=run_eval_command)
 
 
@@ -102,9 +140,9 @@ def _config(args: argparse.Namespace) -> EvalConfig:
     defaults = EvalConfig()
     benchmarks = _names(args.benchmark) or defaults.benchmarks
     values = {
-        "models": _names(args.model) or (os.environ.get("POSTREASON_MODEL", LOCAL),),
+        "models": _names(args.model) or (default_model(),),
         "benchmarks": benchmarks,
-        "strategies": _names(args.strategy) or defaults.strategies,
+        "strategies": defaults.strategies if args.strategy is None else _names(args.strategy),
         "limit": defaults.limit if args.limit is None else None if args.limit == "all" else args.limit,
         "split": args.split or defaults.split,
         "seed": defaults.seed if args.seed is None else args.seed,
@@ -114,6 +152,8 @@ def _config(args: argparse.Namespace) -> EvalConfig:
         "data": _data(args.data, benchmarks),
         "threads": defaults.threads if args.threads is None else args.threads,
         "retries": defaults.retries if args.retries is None else args.retries,
+        "programs": _programs(args.program),
+        "pairs": _pairs(args.pair),
     }
     return EvalConfig(**values)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from postreason_dspy.cli.options import add_runs_dir_option
 from postreason_dspy.evaluation import (
     RunStore,
     render_comparison,
@@ -30,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("run", nargs="?", help="run id under --runs-dir, or a run directory (default: the latest)")
     parser.add_argument("--compare", metavar="OTHER", help="a second run: compare RUN (B) against it (A)")
-    parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="default: runs")
+    add_runs_dir_option(parser)
     parser.add_argument("--out", type=Path, help="directory for the files (default: RUN/report/)")
     parser.add_argument("--no-plots", action="store_true", help="markdown only")
     parser.set_defaults(func=run_report_command)

@@ -5,7 +5,7 @@
 """
 
 from postreason_dspy.evaluation.config import BASELINE, DEFAULT_LIMIT, DEFAULT_STRATEGIES, EvalConfig
-from postreason_dspy.evaluation.records import RunStore
+from postreason_dspy.evaluation.records import RECORD_FORMAT, ExampleRecord, RunStore, Setting
 from postreason_dspy.evaluation.report import (
     render_comparison,
     render_summary,
@@ -14,16 +14,20 @@ from postreason_dspy.evaluation.report import (
     write_report,
 )
 from postreason_dspy.evaluation.retry import RetryPolicy
-from postreason_dspy.evaluation.runner import resume_run, start_run
+from postreason_dspy.evaluation.runner import ModelServerDown, resume_run, start_run
 from postreason_dspy.evaluation.summary import Summary, compare_runs, summarize
 
 __all__ = [
     "BASELINE",
     "DEFAULT_LIMIT",
     "DEFAULT_STRATEGIES",
+    "RECORD_FORMAT",
     "EvalConfig",
+    "ExampleRecord",
+    "ModelServerDown",
     "RetryPolicy",
     "RunStore",
+    "Setting",
     "Summary",
     "compare_runs",
     "render_comparison",

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import shlex
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from postreason_dspy.errors import ConfigurationError
+from postreason_dspy.evaluation.records import Setting, grid
 from postreason_dspy.models import redact
 from postreason_dspy.strategies import STRATEGIES
 
@@ -20,6 +21,9 @@ class EvalConfig:
     """Everything that decides a run's results; stored in config.json so `--resume` redoes nothing differently.
 
     `limit=None` takes the whole split. `data` maps a benchmark to a local file to read it from.
+    `programs` maps a strategy label to a saved program file (program.json) evaluated as a strategy of its
+    own; the labels join `strategies` after the named ones. Every strategy is compared with `direct` when
+    direct is in the run; `pairs` names further (treatment, baseline) comparisons, such as tuned vs untuned.
     `threads` and `retries` only change how the run executes, so a resumed run may change them.
     """
 
@@ -35,14 +39,24 @@ class EvalConfig:
     data: dict[str, str] = field(default_factory=dict)
     threads: int = 1
     retries: int = 3
+    programs: dict[str, str] = field(default_factory=dict)
+    pairs: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
+        clash = [label for label in self.programs if label in STRATEGIES]
+        if clash:
+            raise ConfigurationError(
+                f"program label {clash[0]!r} is also a strategy's name: label the file with --program PATH=NAME"
+            )
+        merged = (*[name for name in self.strategies if name not in self.programs], *self.programs)
+        object.__setattr__(self, "strategies", merged)
+        object.__setattr__(self, "pairs", tuple((str(a), str(b)) for a, b in self.pairs))
         for name, values in (("model", self.models), ("benchmark", self.benchmarks), ("strategy", self.strategies)):
             if not values:
                 raise ConfigurationError(f"give at least one {name}")
             if len(set(values)) != len(values):
                 raise ConfigurationError(f"a {name} is listed twice: {', '.join(values)}")
-        unknown = [name for name in self.strategies if name not in STRATEGIES]
+        unknown = [name for name in self.strategies if name not in STRATEGIES and name not in self.programs]
         if unknown:
             raise ConfigurationError(f"unknown strategy {unknown[0]!r}; choose from {', '.join(STRATEGIES)}")
         if self.limit is not None and self.limit < 1:
@@ -53,15 +67,26 @@ class EvalConfig:
             raise ConfigurationError(f"--threads must be 1 or more, not {self.threads}")
         if self.retries < 0:
             raise ConfigurationError(f"--retries must be 0 or more, not {self.retries}")
+        for pair in self.pairs:
+            if pair[0] == pair[1] or any(name not in self.strategies for name in pair):
+                known = ", ".join(self.strategies)
+                raise ConfigurationError(f"pair {pair[0]}:{pair[1]} needs two strategies of this run ({known})")
         stray = sorted(set(self.data) - set(self.benchmarks))
         if stray:
             raise ConfigurationError(f"--data names {stray[0]!r}, which is not among the benchmarks of this run")
+
+    def settings(self) -> list[Setting]:
+        """Every (model, benchmark, strategy) of the run, in run order."""
+        return grid(self.models, self.benchmarks, self.strategies)
 
     def command(self) -> str:
         """The `postreason eval` command line that starts this run (the server URL shown without credentials)."""
         parts = ["postreason", "eval"]
         parts += [f"--model {shlex.quote(model)}" for model in self.models]
-        parts.append(f"--benchmark {','.join(self.benchmarks)} --strategy {','.join(self.strategies)}")
+        named = [name for name in self.strategies if name not in self.programs]
+        parts.append(f"--benchmark {','.join(self.benchmarks)} --strategy {shlex.quote(','.join(named))}")
+        parts += [f"--program {shlex.quote(f'{path}={label}')}" for label, path in self.programs.items()]
+        parts += [f"--pair {shlex.quote(f'{a}:{b}')}" for a, b in self.pairs]
         parts.append(f"--limit {'all' if self.limit is None else self.limit} --split {self.split} --seed {self.seed}")
         parts.append(f"--max-tokens {self.max_tokens} --temperature {self.temperature}")
         parts += [f"--data {name}={shlex.quote(path)}" for name, path in self.data.items()]
@@ -79,4 +104,6 @@ class EvalConfig:
         values = dict(data)
         for name in ("models", "benchmarks", "strategies"):
             values[name] = tuple(values[name])
-        return cls(**values)
+        values["pairs"] = tuple(tuple(pair) for pair in values.get("pairs", ()))
+        known = {f.name for f in fields(cls)}
+        return cls(**{name: value for name, value in values.items() if name in known})

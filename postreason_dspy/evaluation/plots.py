@@ -3,7 +3,6 @@ direct answer per setting, and accuracy against output tokens per strategy (what
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import matplotlib
@@ -12,7 +11,9 @@ matplotlib.use("Agg")  # files only: no display on servers and in CI
 
 import matplotlib.pyplot as plt
 
+from postreason_dspy.evaluation.config import BASELINE
 from postreason_dspy.evaluation.summary import Summary
+from postreason_dspy.io import atomic_path
 
 COLORS = {"direct": "#7f7f7f", "post": "#1f77b4", "post_full": "#17becf", "cot": "#ff7f0e"}
 
@@ -50,12 +51,13 @@ def accuracy_by_setting(summary: Summary, path: Path) -> Path:
 
 def relative_improvement(summary: Summary, path: Path) -> Path:
     """Bars of (strategy - direct) / direct per setting; settings where direct scored 0 are marked n/a."""
-    groups = list(dict.fromkeys((row.model, row.benchmark) for row in summary.comparisons))
-    strategies = list(dict.fromkeys(row.treatment for row in summary.comparisons))
+    comparisons = [row for row in summary.comparisons if row.baseline == BASELINE]
+    groups = list(dict.fromkeys((row.model, row.benchmark) for row in comparisons))
+    strategies = list(dict.fromkeys(row.treatment for row in comparisons))
     fig, ax = plt.subplots(figsize=(max(6.0, 1.4 * len(groups) + 2), 4.5))
     width = 0.8 / max(1, len(strategies))
     for offset, strategy in enumerate(strategies):
-        rows = {(row.model, row.benchmark): row for row in summary.comparisons if row.treatment == strategy}
+        rows = {(row.model, row.benchmark): row for row in comparisons if row.treatment == strategy}
         xs, heights = [], []
         for index, key in enumerate(groups):
             row = rows.get(key)
@@ -95,13 +97,11 @@ def accuracy_vs_tokens(summary: Summary, path: Path) -> Path:
 def _save(fig: plt.Figure, path: Path) -> Path:
     """Write through a temporary file, so an existing plot is replaced whole or not at all."""
     fig.tight_layout()
-    partial = path.with_name(f".{path.stem}.tmp.png")
     try:
-        fig.savefig(partial, dpi=120)
-        os.replace(partial, path)
+        with atomic_path(path) as partial:
+            fig.savefig(partial, dpi=120, format="png")
     finally:
         plt.close(fig)
-        partial.unlink(missing_ok=True)
     return path
 
 
@@ -109,7 +109,7 @@ def write_plots(summary: Summary, directory: Path) -> list[Path]:
     """All three figures into `directory`; the improvement figure only when a strategy was compared to direct."""
     directory.mkdir(parents=True, exist_ok=True)
     paths = [accuracy_by_setting(summary, directory / "accuracy_by_setting.png")]
-    if summary.comparisons:
+    if any(row.baseline == BASELINE for row in summary.comparisons):
         paths.append(relative_improvement(summary, directory / "relative_improvement.png"))
     paths.append(accuracy_vs_tokens(summary, directory / "accuracy_vs_tokens.png"))
     return paths

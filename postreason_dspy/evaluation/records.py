@@ -1,65 +1,142 @@
-"""A run's directory: its config, one JSONL line per (setting, example), a summary; atomic writes and resume.
+"""A run's directory: its config, one typed record per (setting, example), a summary; crash-safe writes and resume.
 
     runs/<run-id>/config.json      the resolved config (models described, never their keys), written once
-    runs/<run-id>/examples.jsonl   one line per finished example and setting, appended as each one ends
+    runs/<run-id>/examples.jsonl   one `ExampleRecord` line per finished example and setting, appended as each ends
     runs/<run-id>/summary.json     statistics per setting, paired comparisons, headline figures
     runs/<run-id>/report/          `postreason report`: report.md and PNG plots
 
-JSON files are replaced atomically (temporary file, fsync, rename). Each example line is written in
-one append and fsynced, so a killed run leaves at most one torn last line; reading skips it, and
-`compact()` (run before resuming) rewrites the file without it, keeping one line per example.
+Every file goes through postreason_dspy.io (atomic replacement, fsynced appends, torn-line repair),
+and everything written is scrubbed of secrets first. config.json carries `record_format`: a run of
+another format is refused with a clear error instead of being misread.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import os
 import secrets
-import tempfile
-import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
+
 from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.evaluation.scrub import scrub, secret_values
+from postreason_dspy.io import JsonlLog, atomic_write_json
 
 CONFIG = "config.json"
 EXAMPLES = "examples.jsonl"
 SUMMARY = "summary.json"
 REPORT_DIR = "report"
+LOCK = ".lock"
 
-RecordKey = tuple[str, str, str, str]
+# The version of examples.jsonl's line layout, written to config.json. Runs made before the field existed
+# wrote exactly the layout of version 1 (the field was added without renaming anything), so its absence reads as 1.
+RECORD_FORMAT = 1
 
 
-def record_key(record: dict[str, Any]) -> RecordKey:
-    """(model, benchmark, strategy, example id): a record's identity; a run holds one record per key."""
-    return record["model"], record["benchmark"], record["strategy"], record["id"]
+@dataclass(frozen=True, order=True)
+class Setting:
+    """One cell of a run's grid: a model answering a benchmark with a strategy (or a program file's label)."""
+
+    model: str
+    benchmark: str
+    strategy: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.model} · {self.benchmark} · {self.strategy}"
+
+
+def grid(models: Iterable[str], benchmarks: Iterable[str], strategies: Iterable[str]) -> list[Setting]:
+    """Every setting in run order: for each model and benchmark, one strategy after another."""
+    strategies, benchmarks = list(strategies), list(benchmarks)
+    return [Setting(m, b, s) for m in models for b in benchmarks for s in strategies]
+
+
+@dataclass(frozen=True)
+class ExampleRecord:
+    """One line of examples.jsonl: what was asked, what came back, whether it was right, what it cost.
+
+    `status` is "ok", "parse_error" (counted wrong) or "error" (the LM call failed for good, or scoring
+    raised: left out of accuracy and redone by --resume). Field names are the documented JSONL keys."""
+
+    model: str
+    benchmark: str
+    strategy: str
+    id: str
+    status: str
+    inputs: dict[str, Any] | None = None
+    gold: str | None = None
+    group: str | None = None
+    answer: str | None = None
+    correct: bool | None = None
+    completion: str | None = None
+    parse_error: str | None = None
+    error: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    latency_s: float | None = None
+    finish_reason: str | None = None
+    lm_calls: int | None = None
+    attempts: int | None = None
+    finished_at: str | None = None
+
+    @property
+    def setting(self) -> Setting:
+        return Setting(self.model, self.benchmark, self.strategy)
+
+    @property
+    def key(self) -> tuple[Setting, str]:
+        """A record's identity: a run holds one record per setting and example id."""
+        return self.setting, self.id
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "error"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ExampleRecord:
+        """A record from a JSONL line; ValueError when the line is not one (missing identity, wrong types)."""
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        missing = [name for name in IDENTITY if not isinstance(data.get(name), str)]
+        if missing:
+            raise ValueError(f"no {missing[0]!r}")
+        return cls(**{name: data.get(name) for name in FIELDS})
+
+
+IDENTITY = ("model", "benchmark", "strategy", "id", "status")
+FIELDS = tuple(field.name for field in dataclasses.fields(ExampleRecord))
+
+
+def _parse(line: Any) -> ExampleRecord | None:
+    try:
+        return ExampleRecord.from_dict(line)
+    except ValueError:
+        return None
+
+
+def check_record_format(document: dict[str, Any], where: str) -> None:
+    """Refuse a config.json whose records this version cannot read."""
+    found = document.get("record_format", RECORD_FORMAT)
+    if found != RECORD_FORMAT:
+        raise ConfigurationError(
+            f"{where} holds records of format {found!r}; this postreason-dspy reads format {RECORD_FORMAT} "
+            "(use the version that wrote the run)"
+        )
 
 
 def new_run_id() -> str:
     """A sortable, unique run id: the UTC time and a random suffix."""
     return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Replace `path` with `text` so a reader (or a crash) sees the old file or the new one, never half of it."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 @dataclass(frozen=True)
@@ -72,12 +149,14 @@ class Compaction:
 
 
 class RunStore:
-    """Reads and writes one run directory. `append` is thread-safe; every write is scrubbed of secrets."""
+    """Reads and writes one run directory. `append` is thread-safe; every write is scrubbed of secrets:
+    the values of secret-looking environment variables, any URL's password, and `extra_secrets`."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, extra_secrets: Sequence[str] = ()):
         self.path = path
-        self._lock = threading.Lock()
-        self._secrets = secret_values()
+        self._log = JsonlLog(path / EXAMPLES)
+        self._secrets = sorted({*secret_values(), *(s for s in extra_secrets if s)}, key=len, reverse=True)
+        self._config: dict[str, Any] | None = None
 
     @property
     def run_id(self) -> str:
@@ -91,9 +170,19 @@ class RunStore:
     def report_dir(self) -> Path:
         return self.path / REPORT_DIR
 
+    def add_secrets(self, values: Iterable[str]) -> None:
+        """Also scrub `values` (an API key, a URL's password) from everything this store writes from now on."""
+        self._secrets = sorted({*self._secrets, *(v for v in values if v)}, key=len, reverse=True)
+
+    def scrub(self, value: Any) -> Any:
+        """`value` as this store would write it."""
+        return scrub(value, self._secrets)
+
     @classmethod
-    def create(cls, runs_dir: Path, config: dict[str, Any], run_id: str | None = None) -> RunStore:
-        """A new run directory holding `config`; refuses to reuse an existing run's directory."""
+    def create(
+        cls, runs_dir: Path, config: dict[str, Any], run_id: str | None = None, extra_secrets: Sequence[str] = ()
+    ) -> RunStore:
+        """A new run directory holding `config` and the record format; refuses to reuse an existing run's directory."""
         run_id = run_id or new_run_id()
         if not run_id or Path(run_id).name != run_id or run_id.startswith("."):
             raise ConfigurationError(f"a run id must be a plain directory name, not {run_id!r}")
@@ -104,17 +193,19 @@ class RunStore:
             raise ConfigurationError(
                 f"run {path} already exists: continue it with `--resume {run_id}` or choose another --run-id"
             ) from None
-        store = cls(path)
-        store.write_json(CONFIG, config)
+        store = cls(path, extra_secrets)
+        store.write_json(CONFIG, {"record_format": RECORD_FORMAT, **config})
         store.examples_path.touch()
         return store
 
     @classmethod
     def open(cls, run: str | Path, runs_dir: Path) -> RunStore:
-        """An existing run, named by its directory or by its id under `runs_dir`."""
+        """An existing run, named by its directory or by its id under `runs_dir`; its config must be readable."""
         for candidate in (Path(run), runs_dir / str(run)):
             if (candidate / CONFIG).is_file():
-                return cls(candidate)
+                store = cls(candidate)
+                store.read_config()
+                return store
         raise ConfigurationError(f"no run {str(run)!r}: neither {run} nor {runs_dir / str(run)} holds a {CONFIG}")
 
     @classmethod
@@ -123,72 +214,82 @@ class RunStore:
         runs = [path for path in runs_dir.glob(f"*/{CONFIG}") if path.is_file()]
         if not runs:
             raise ConfigurationError(f"no runs under {runs_dir}: start one with `postreason eval`")
-        return cls(max(runs, key=lambda path: path.stat().st_mtime).parent)
+        store = cls(max(runs, key=lambda path: path.stat().st_mtime).parent)
+        store.read_config()
+        return store
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the run for one process: a second `--resume` of a running run gets a clear error, not a race."""
+        lock = FileLock(self.path / LOCK, timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise ConfigurationError(
+                f"run {self.path} is in use by another `postreason eval` (started or resumed); "
+                "wait for it to finish, or stop it, then resume"
+            ) from None
+        try:
+            yield
+        finally:
+            lock.release()
 
     # ----- JSON files -----
 
     def write_json(self, name: str, data: Any) -> None:
-        text = json.dumps(scrub(data, self._secrets), indent=2, ensure_ascii=False) + "\n"
-        atomic_write_text(self.path / name, text)
+        atomic_write_json(self.path / name, self.scrub(data))
+        if name == CONFIG:
+            self._config = None
 
     def read_json(self, name: str) -> Any:
         try:
             return json.loads((self.path / name).read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigurationError(f"run {self.path} has no {name}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigurationError(f"{self.path / name} is corrupt (not valid JSON: {exc})") from None
 
     def read_config(self) -> dict[str, Any]:
-        return self.read_json(CONFIG)
+        """config.json, checked: a JSON object of a record format this version reads, with the run's settings."""
+        if self._config is None:
+            document = self.read_json(CONFIG)
+            where = str(self.path / CONFIG)
+            if not isinstance(document, dict) or not isinstance(document.get("config"), dict):
+                raise ConfigurationError(f"{where} is corrupt (no run settings in it)")
+            check_record_format(document, where)
+            self._config = document
+        return self._config
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         self.write_json(SUMMARY, summary)
 
     # ----- example records -----
 
-    def append(self, record: dict[str, Any]) -> None:
+    def append(self, record: ExampleRecord) -> None:
         """Add one finished example: a single fsynced append, so it is either wholly there or not at all."""
-        line = (json.dumps(scrub(record, self._secrets), ensure_ascii=False) + "\n").encode("utf-8")
-        with self._lock:
-            fd = os.open(self.examples_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                os.write(fd, line)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        self._log.append(self.scrub(record.to_dict()))
 
-    def _read(self) -> tuple[dict[RecordKey, dict[str, Any]], int]:
+    def _read(self) -> tuple[dict[tuple[Setting, str], ExampleRecord], int]:
         """Records by key (a later line replaces an earlier one) and the number of unusable lines."""
-        try:
-            text = self.examples_path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return {}, 0
-        records: dict[RecordKey, dict[str, Any]] = {}
-        bad = 0
-        lines = text.split("\n")
-        complete, tail = lines[:-1], lines[-1]  # a last piece without "\n" is a torn write
-        bad += bool(tail.strip())
-        for line in complete:
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                key = record_key(record)
-            except (json.JSONDecodeError, KeyError, TypeError):
+        lines, bad = self._log.read()
+        records: dict[tuple[Setting, str], ExampleRecord] = {}
+        for line in lines:
+            record = _parse(line)
+            if record is None:
                 bad += 1
                 continue
-            bad += key in records
-            records[key] = record
+            bad += record.key in records
+            records[record.key] = record
         return records, bad
 
-    def records(self) -> list[dict[str, Any]]:
-        """Every finished example's record, one per (model, benchmark, strategy, id), in the order written."""
+    def records(self) -> list[ExampleRecord]:
+        """Every finished example's record, one per (setting, example id), in the order written."""
         return list(self._read()[0].values())
 
     def compact(self) -> Compaction:
         """Before resuming: rewrite examples.jsonl atomically without torn or duplicate lines and without
         error records (those examples are redone); every finished example keeps its one line."""
         records, bad = self._read()
-        kept = [record for record in records.values() if record.get("status") != "error"]
-        lines = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in kept)
-        atomic_write_text(self.examples_path, lines)
+        kept = [record for record in records.values() if not record.failed]
+        self._log.rewrite([record.to_dict() for record in kept])
         return Compaction(kept=len(kept), errors_dropped=len(records) - len(kept), lines_dropped=bad)

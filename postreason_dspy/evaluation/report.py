@@ -14,7 +14,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from postreason_dspy.evaluation.records import RunStore, atomic_write_text
+from postreason_dspy.errors import ConfigurationError
+from postreason_dspy.evaluation.config import BASELINE
+from postreason_dspy.evaluation.records import RunStore
 from postreason_dspy.evaluation.summary import (
     Headline,
     Paired,
@@ -24,6 +26,7 @@ from postreason_dspy.evaluation.summary import (
     compare_runs,
     summarize,
 )
+from postreason_dspy.io import atomic_write_text
 
 
 def pct(value: float | None, signed: bool = False) -> str:
@@ -61,6 +64,8 @@ SETTING_COLUMNS = ("model", "benchmark", "strategy", "n", "accuracy", "95% CI", 
                    "out tokens", "latency s")
 PAIRED_COLUMNS = ("model", "benchmark", "strategy", "pairs", "acc", "direct", "diff", "95% CI",
                   "relative", "W/L", "McNemar p", "tokens", "latency")
+PAIR_COLUMNS = ("model", "benchmark", "treatment", "baseline", "pairs", "treatment acc", "baseline acc", "diff",
+                "95% CI", "relative", "W/L", "McNemar p", "tokens", "latency")
 COMPARE_COLUMNS = ("model", "benchmark", "strategy", "pairs", "run A", "run B", "B - A", "95% CI",
                    "B only/A only", "McNemar p")
 
@@ -75,6 +80,17 @@ def paired_row(row: Paired) -> list[str]:
             pct(row.baseline_accuracy), points(row.difference), interval(row.difference_ci, signed=True),
             pct(row.relative_improvement, signed=True), f"{row.treatment_only}/{row.baseline_only}",
             p_value(row.p_value), ratio(row.token_ratio), ratio(row.latency_ratio)]
+
+
+def pair_row(row: Paired) -> list[str]:
+    cells = paired_row(row)
+    return [*cells[:3], row.baseline, *cells[3:]]
+
+
+def against_direct(summary: Summary) -> tuple[list[Paired], list[Paired]]:
+    """The comparisons with direct answer, and those of the run's other named pairs."""
+    direct = [row for row in summary.comparisons if row.baseline == BASELINE]
+    return direct, [row for row in summary.comparisons if row.baseline != BASELINE]
 
 
 def compare_row(row: Paired) -> list[str]:
@@ -124,9 +140,12 @@ def render_summary(summary: Summary, console: Console) -> None:
     state = "complete" if summary.complete else f"{summary.recorded} of {summary.expected or '?'} recorded"
     console.print(f"[bold]run {summary.run_id}[/] ({state}, {summary.errors} failed)", highlight=False)
     console.print(_table("Accuracy by setting", SETTING_COLUMNS, [setting_row(row) for row in summary.settings]))
-    if summary.comparisons:
-        rows = [paired_row(row) for row in summary.comparisons]
+    direct, others = against_direct(summary)
+    if direct:
+        rows = [paired_row(row) for row in direct]
         console.print(_table("Against direct answer, on the same examples", PAIRED_COLUMNS, rows))
+    if others:
+        console.print(_table("Other pairs, on the same examples", PAIR_COLUMNS, [pair_row(row) for row in others]))
     for line in summary.headline:
         console.print(f"[bold]{line.strategy}[/]: {headline_text(line)}", highlight=False)
 
@@ -137,7 +156,7 @@ def render_comparison(comparison: RunComparison, console: Console) -> None:
     console.print(_table(title, COMPARE_COLUMNS, [compare_row(row) for row in comparison.rows]))
     for run, keys in ((comparison.run_a, comparison.only_a), (comparison.run_b, comparison.only_b)):
         if keys:
-            console.print(f"only in {run}: " + ", ".join(" · ".join(key) for key in keys), highlight=False)
+            console.print(f"only in {run}: " + ", ".join(key.label for key in keys), highlight=False)
 
 
 def _markdown_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -183,9 +202,13 @@ def markdown(summary: Summary, config: dict[str, Any], plots: Sequence[Path] = (
         lines.append("")
     lines += ["## Accuracy by setting", ""]
     lines += _markdown_table(SETTING_COLUMNS, [setting_row(row) for row in summary.settings])
-    if summary.comparisons:
+    direct, others = against_direct(summary)
+    if direct:
         lines += ["## Against direct answer, on the same examples", ""]
-        lines += _markdown_table(PAIRED_COLUMNS, [paired_row(row) for row in summary.comparisons])
+        lines += _markdown_table(PAIRED_COLUMNS, [paired_row(row) for row in direct])
+    if others:
+        lines += ["## Other pairs, on the same examples", ""]
+        lines += _markdown_table(PAIR_COLUMNS, [pair_row(row) for row in others])
     if plots:
         lines += ["## Plots", ""]
         lines += [f"![{plot.stem.replace('_', ' ')}]({plot.name})" for plot in plots]
@@ -201,8 +224,19 @@ def comparison_markdown(comparison: RunComparison) -> str:
     lines += _markdown_table(COMPARE_COLUMNS, [compare_row(row) for row in comparison.rows])
     for run, keys in ((comparison.run_a, comparison.only_a), (comparison.run_b, comparison.only_b)):
         if keys:
-            lines += [f"Only in {run}: " + ", ".join(" · ".join(key) for key in keys), ""]
+            lines += [f"Only in {run}: " + ", ".join(key.label for key in keys), ""]
     return "\n".join(lines)
+
+
+def _output_directory(path: Path) -> Path:
+    """`path` as a directory to write into, made if missing; a clear error if something else is there."""
+    if path.exists() and not path.is_dir():
+        raise ConfigurationError(f"--out {path} is a file, not a directory: name a directory for the report files")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot make the report directory {path}: {exc.strerror or exc}") from None
+    return path
 
 
 def write_report(store: RunStore, out: Path | None = None, with_plots: bool = True) -> tuple[Summary, list[Path]]:
@@ -210,8 +244,7 @@ def write_report(store: RunStore, out: Path | None = None, with_plots: bool = Tr
     (default: the run's report/ directory). Returns the summary and the files written."""
     config = store.read_config()
     summary = summarize(store.records(), store.run_id, config)
-    out = out or store.report_dir
-    out.mkdir(parents=True, exist_ok=True)
+    out = _output_directory(out or store.report_dir)
     plots: list[Path] = []
     if with_plots and summary.settings:
         from postreason_dspy.evaluation.plots import write_plots  # matplotlib: only when plotting
@@ -225,8 +258,7 @@ def write_report(store: RunStore, out: Path | None = None, with_plots: bool = Tr
 def write_comparison(store_a: RunStore, store_b: RunStore, out: Path | None = None) -> tuple[RunComparison, Path]:
     """Compare run B with run A and write the markdown (default: into run B's report/ directory)."""
     comparison = compare_runs(store_a.run_id, store_a.records(), store_b.run_id, store_b.records())
-    out = out or store_b.report_dir
-    out.mkdir(parents=True, exist_ok=True)
+    out = _output_directory(out or store_b.report_dir)
     path = out / f"compare-{store_a.run_id}.md"
     atomic_write_text(path, comparison_markdown(comparison))
     return comparison, path

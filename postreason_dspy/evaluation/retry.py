@@ -1,4 +1,4 @@
-"""Retry transient LM failures (rate limits, timeouts, dropped connections) with exponential backoff.
+"""Retry transient LM failures (rate limits, timeouts, dropped connections) with exponential backoff (tenacity).
 
 The harness retries whole example attempts itself, with DSPy's own retries switched off on the LM:
 each attempt is then timed on its own (backoff sleeps never count as latency), the record says how
@@ -9,31 +9,43 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
-from dspy.utils.exceptions import is_retryable_lm_error
+import tenacity
+from dspy import lm15
+from dspy.utils.exceptions import LMTransportError, is_retryable_lm_error
 
 from postreason_dspy.errors import CompletionParseError
 
 T = TypeVar("T")
 
 
-def is_transient(exc: BaseException) -> bool:
-    """Worth another try: DSPy's retryable LM errors (rate limit, timeout, server, transport), or a
-    connection or timeout error anywhere in the exception's cause chain."""
+# Connection failures of the HTTP clients under DSPy (litellm/openai, httpx), named to avoid importing them.
+CONNECTION_ERROR_NAMES = frozenset({"APIConnectionError", "ConnectError"})
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and its causes, each once."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
-        if isinstance(current, CompletionParseError):
-            return False
-        if isinstance(current, Exception) and is_retryable_lm_error(current):
-            return True
-        if isinstance(current, ConnectionError | TimeoutError):
-            return True
+        yield current
         seen.add(id(current))
         current = current.__cause__ or current.__context__
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth another try: DSPy's retryable LM errors (rate limit, timeout, server, transport), or a
+    connection or timeout error anywhere in the exception's cause chain."""
+    for link in _chain(exc):
+        if isinstance(link, CompletionParseError):
+            return False
+        if isinstance(link, Exception) and is_retryable_lm_error(link):
+            return True
+        if isinstance(link, ConnectionError | TimeoutError):
+            return True
     return False
 
 
@@ -61,12 +73,34 @@ def with_retries(
     """Run `attempt` until it succeeds or fails for good; returns (result, attempts made, final error).
 
     Only `Exception`s are caught: an interrupt still stops the run."""
-    number = 0
-    while True:
-        number += 1
-        try:
-            return attempt(), number, None
-        except Exception as exc:
-            if number > policy.retries or not is_transient(exc):
-                return None, number, exc
-            sleep(policy.delay(number - 1, exc))
+    made = 0
+
+    def counted() -> T:
+        nonlocal made
+        made += 1
+        return attempt()
+
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(policy.retries + 1),
+        retry=tenacity.retry_if_exception(is_transient),
+        wait=lambda state: policy.delay(state.attempt_number - 1, state.outcome.exception()),
+        sleep=sleep,
+        reraise=True,
+    )
+    try:
+        return retrying(counted), made, None
+    except Exception as exc:
+        return None, made, exc
+
+
+def is_connection_failure(exc: BaseException) -> bool:
+    """The server could not be reached at all (refused, reset, unreachable), as opposed to a timeout, a rate
+    limit or an error the server answered with: the sign of a dead server, which retrying cannot cure."""
+    for link in _chain(exc):
+        if isinstance(link, TimeoutError) or "Timeout" in type(link).__name__:
+            return False
+        if isinstance(link, ConnectionError | LMTransportError | lm15.TransportError):
+            return True
+        if type(link).__name__ in CONNECTION_ERROR_NAMES:
+            return True
+    return False

@@ -5,6 +5,11 @@ greedy answers depend on its prompt-cache state, and interleaving strategies per
 that state between them. Within a setting, examples fan out over `threads`, each example calls the
 model through its own probe (raw completion, tokens, finish reason, latency), transient LM errors are
 retried with backoff, and a failure that remains is recorded on the example instead of ending the run.
+Only a dead server ends a run early: after `DEAD_SERVER_FAILURES` examples in a row could not connect,
+the run stops at once (every finished example is kept) and says how to resume it.
+
+A saved program file (`EvalConfig.programs`) runs as a strategy of its own under its label. The run
+holds a file lock on its directory, so a second `--resume` of a running run is refused.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import platform
+import shlex
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
@@ -25,13 +32,23 @@ import dspy
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from postreason_dspy.errors import ConfigurationError
+from postreason_dspy.benchmarks.program_file import read_program
+from postreason_dspy.errors import ConfigurationError, PostReasonError
 from postreason_dspy.evaluation.config import EvalConfig
 from postreason_dspy.evaluation.probe import CallProbe
-from postreason_dspy.evaluation.records import Compaction, RunStore
-from postreason_dspy.evaluation.retry import RetryPolicy, with_retries
+from postreason_dspy.evaluation.records import Compaction, ExampleRecord, RunStore, Setting
+from postreason_dspy.evaluation.retry import RetryPolicy, is_connection_failure, with_retries
+from postreason_dspy.evaluation.scrub import MIN_SECRET_LENGTH, url_secrets
 from postreason_dspy.evaluation.summary import Summary, summarize
-from postreason_dspy.models import describe_lm, redact, resolve_lm
+from postreason_dspy.io import content_id
+from postreason_dspy.models import describe_lm, redact, resolve_lm, served_model_ids
+
+# Examples in a row whose LM calls could not connect (after their retries) before a run stops as a dead server.
+DEAD_SERVER_FAILURES = 3
+
+
+class ModelServerDown(PostReasonError):
+    """The model server stopped accepting connections mid-run; the message holds the command that resumes it."""
 
 
 class BenchmarkLike(Protocol):
@@ -60,17 +77,6 @@ def _default_benchmark(name: str) -> BenchmarkLike:
     return get_benchmark(name)
 
 
-@dataclass(frozen=True)
-class Setting:
-    model: str
-    benchmark: str
-    strategy: str
-
-    @property
-    def label(self) -> str:
-        return f"{self.model} · {self.benchmark} · {self.strategy}"
-
-
 def _versions() -> dict[str, str]:
     found = {"python": platform.python_version()}
     for package in ("postreason-dspy", "dspy", "litellm"):
@@ -86,6 +92,16 @@ def _total(values: Sequence[int | None]) -> int | None:
     return sum(present) if present else None
 
 
+def _score(bench: BenchmarkLike, example: dspy.Example, pred: dspy.Prediction) -> tuple[Any, bool | None, str | None]:
+    """(answer, correct, problem): a metric or extractor that raises gives a problem instead of ending the run."""
+    answer = None
+    try:
+        answer = bench.extract(pred, example)
+        return answer, bool(bench.metric(example, pred)), None
+    except Exception as exc:
+        return answer, None, f"scoring failed: {type(exc).__name__}: {exc}"
+
+
 def example_record(
     setting: Setting,
     bench: BenchmarkLike,
@@ -94,37 +110,42 @@ def example_record(
     probe: CallProbe | None,
     attempts: int,
     error: Exception | None,
-) -> dict[str, Any]:
-    """One line of examples.jsonl: what was asked, what came back, whether it was right, what it cost."""
+) -> ExampleRecord:
+    """One line of examples.jsonl: what was asked, what came back, whether it was right, what it cost.
+
+    A metric or extractor that raises is recorded on the example (status "error", `error` says "scoring
+    failed"), so one odd answer cannot end a run."""
     calls = probe.calls if probe is not None else []
     group_field = getattr(bench, "macro_average_by", None)
     parse_error = pred.get("parse_error") if pred is not None else None
     completion = calls[-1].completion if calls else None
     if completion is None and pred is not None:
         completion = pred.get("completion")
-    status = "error" if error is not None else "parse_error" if parse_error else "ok"
-    return {
-        "model": setting.model,
-        "benchmark": setting.benchmark,
-        "strategy": setting.strategy,
-        "id": str(example.id),
-        "inputs": None if bench.withhold_text else example.inputs().toDict(),
-        "gold": str(example.answer),
-        "group": example.get(group_field) if group_field else None,
-        "status": status,
-        "answer": bench.extract(pred, example) if pred is not None else None,
-        "correct": bool(bench.metric(example, pred)) if pred is not None else None,
-        "completion": completion,
-        "parse_error": parse_error,
-        "error": f"{type(error).__name__}: {error}" if error is not None else None,
-        "prompt_tokens": _total([call.prompt_tokens for call in calls]),
-        "completion_tokens": _total([call.completion_tokens for call in calls]),
-        "latency_s": round(sum(call.latency_s for call in calls), 4) if calls else None,
-        "finish_reason": calls[-1].finish_reason if calls else None,
-        "lm_calls": len(calls),
-        "attempts": attempts,
-        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
+    answer, correct, problem = _score(bench, example, pred) if pred is not None else (None, None, None)
+    if error is not None:
+        problem = f"{type(error).__name__}: {error}"
+    return ExampleRecord(
+        model=setting.model,
+        benchmark=setting.benchmark,
+        strategy=setting.strategy,
+        id=str(example.id),
+        inputs=None if bench.withhold_text else example.inputs().toDict(),
+        gold=str(example.answer),
+        group=example.get(group_field) if group_field else None,
+        status="error" if problem is not None else "parse_error" if parse_error else "ok",
+        answer=answer,
+        correct=correct,
+        completion=completion,
+        parse_error=parse_error,
+        error=problem,
+        prompt_tokens=_total([call.prompt_tokens for call in calls]),
+        completion_tokens=_total([call.completion_tokens for call in calls]),
+        latency_s=round(sum(call.latency_s for call in calls), 4) if calls else None,
+        finish_reason=calls[-1].finish_reason if calls else None,
+        lm_calls=len(calls),
+        attempts=attempts,
+        finished_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
 
 
 @dataclass
@@ -138,19 +159,42 @@ class _Tally:
     tokens: int = 0
     started: float = dataclasses.field(default_factory=time.perf_counter)
 
-    def add(self, record: dict[str, Any]) -> None:
+    def add(self, record: ExampleRecord) -> None:
         self.done += 1
-        if record["status"] == "error":
+        if record.failed:
             self.errors += 1
             return
         self.scored += 1
-        self.correct += bool(record["correct"])
-        self.tokens += record.get("completion_tokens") or 0
+        self.correct += bool(record.correct)
+        self.tokens += record.completion_tokens or 0
 
     def fields(self) -> dict[str, str]:
         accuracy = f"{self.correct / self.scored:.1%}" if self.scored else "-"
         rate = self.tokens / max(time.perf_counter() - self.started, 1e-9)
         return {"accuracy": accuracy, "rate": f"{rate:.1f}", "errors": str(self.errors)}
+
+
+class _NotStarted(Exception):
+    """An example skipped because the run is stopping."""
+
+
+class _ServerWatch:
+    """Counts the examples in a row, as they finish on any thread, whose LM calls could not connect; at
+    `DEAD_SERVER_FAILURES` the server is taken for dead and no further example starts."""
+
+    def __init__(self) -> None:
+        self.in_a_row = 0
+        self.last_error: str | None = None
+        self.dead = threading.Event()
+        self._lock = threading.Lock()
+
+    def saw(self, record: ExampleRecord, lost_connection: bool) -> None:
+        with self._lock:
+            self.in_a_row = self.in_a_row + 1 if lost_connection else 0
+            if lost_connection:
+                self.last_error = record.error
+            if self.in_a_row >= DEAD_SERVER_FAILURES:
+                self.dead.set()
 
 
 def _progress(console: Console | None) -> Progress:
@@ -188,29 +232,32 @@ class Runner:
         self.examples = examples
         self.console = console
         self.retry = retry or RetryPolicy(retries=config.retries)
-
-    def settings(self) -> list[Setting]:
-        """In run order: for each model and benchmark, one strategy after another."""
-        config = self.config
-        return [Setting(m, b, s) for m in config.models for b in config.benchmarks for s in config.strategies]
+        self.watch = _ServerWatch()
 
     def run(self) -> Summary:
         """Run every example not yet recorded; the summary is written even when the run is interrupted."""
-        done: dict[Setting, list[dict[str, Any]]] = {}
+        done: dict[Setting, list[ExampleRecord]] = {}
         for record in self.store.records():
-            done.setdefault(Setting(record["model"], record["benchmark"], record["strategy"]), []).append(record)
+            done.setdefault(record.setting, []).append(record)
         try:
             with _progress(self.console) as progress:
-                for setting in self.settings():
+                for setting in self.config.settings():
                     self._run_setting(setting, done.get(setting, []), progress)
         finally:
             summary = summarize(self.store.records(), self.store.run_id, self.store.read_config())
             self.store.write_summary(summary.to_dict())
         return summary
 
-    def _run_setting(self, setting: Setting, finished: list[dict[str, Any]], progress: Progress) -> None:
+    def _program(self, setting: Setting, bench: BenchmarkLike) -> dspy.Module:
+        """The setting's program: the benchmark's for a named strategy, or the one saved in a program file."""
+        path = self.config.programs.get(setting.strategy)
+        if path is None:
+            return bench.program(setting.strategy, on_parse_error="mark")
+        return read_program(path).build(overrides={"on_parse_error": "mark"})
+
+    def _run_setting(self, setting: Setting, finished: list[ExampleRecord], progress: Progress) -> None:
         bench = self.benchmarks[setting.benchmark]
-        done = {record["id"] for record in finished}
+        done = {record.id for record in finished}
         todo = [example for example in self.examples[setting.benchmark] if str(example.id) not in done]
         tally = _Tally()
         for record in finished:  # accuracy so far includes what an earlier session finished...
@@ -219,7 +266,7 @@ class Runner:
         task = progress.add_task(setting.label, total=tally.done + len(todo), completed=tally.done, **tally.fields())
         if not todo:
             return
-        program = bench.program(setting.strategy, on_parse_error="mark")
+        program = self._program(setting, bench)
         lm = self.lms[setting.model]
         with ThreadPoolExecutor(max_workers=self.config.threads, thread_name_prefix="postreason-eval") as pool:
             futures = [
@@ -231,6 +278,8 @@ class Runner:
                 for future in as_completed(futures):
                     self._record(future, tally, progress, task)
                     recorded.add(future)
+                    if self.watch.dead.is_set():
+                        raise self._server_down()
             except BaseException:
                 # Interrupted: start nothing new, but keep what the examples already in flight return.
                 for future in futures:
@@ -247,9 +296,21 @@ class Runner:
         tally.add(record)
         progress.update(task, advance=1, **tally.fields())
 
+    def _server_down(self) -> ModelServerDown:
+        command = f"postreason eval --resume {shlex.quote(str(self.store.path))}"
+        if self.config.api_base:
+            command += f" --api-base {shlex.quote(redact(self.config.api_base))}"
+        return ModelServerDown(self.store.scrub(
+            f"the model server stopped answering ({DEAD_SERVER_FAILURES} examples in a row could not connect; "
+            f"last: {self.watch.last_error}). Every finished example is kept; once the server is back, finish the "
+            f"run with: {command}"
+        ))
+
     def _run_example(
         self, setting: Setting, bench: BenchmarkLike, program: dspy.Module, lm: dspy.LM, example: dspy.Example
-    ) -> dict[str, Any]:
+    ) -> ExampleRecord:
+        if self.watch.dead.is_set():
+            raise _NotStarted  # the server is gone: examples still queued are left for --resume
         probes: list[CallProbe] = []
 
         def attempt() -> dspy.Prediction:
@@ -259,7 +320,9 @@ class Runner:
                 return program(**example.inputs())
 
         pred, attempts, error = with_retries(self.retry, attempt)
-        return example_record(setting, bench, example, pred, probes[-1] if probes else None, attempts, error)
+        record = example_record(setting, bench, example, pred, probes[-1] if probes else None, attempts, error)
+        self.watch.saw(record, error is not None and is_connection_failure(error))
+        return record
 
 
 def _resolve_models(config: EvalConfig, lm_factory: LMFactory) -> dict[str, dspy.LM]:
@@ -286,6 +349,38 @@ def _load(
     return benchmarks, examples
 
 
+def _programs(config: EvalConfig) -> dict[str, dict[str, Any]]:
+    """What config.json records of each program file: its path, what it was saved for, and its content id
+    (so `--resume` refuses a file that changed). Refuses a file saved for another benchmark than the run's."""
+    described = {}
+    for label, path in config.programs.items():
+        saved = read_program(path)
+        for name in config.benchmarks:
+            if name != saved.benchmark:
+                raise ConfigurationError(
+                    f"program {label!r} ({path}) was saved for benchmark {saved.benchmark!r}, but this run evaluates "
+                    f"benchmark {name!r}; run it with --benchmark {saved.benchmark}"
+                )
+        described[label] = {
+            "path": str(path),
+            "benchmark": saved.benchmark,
+            "strategy": saved.strategy,
+            "content_id": content_id(Path(path).read_text(encoding="utf-8")),
+        }
+    return described
+
+
+def _secrets(config: EvalConfig, lms: dict[str, dspy.LM]) -> list[str]:
+    """What no file of the run may contain besides the environment's secrets: API keys and URL passwords."""
+    found = url_secrets(config.api_base)
+    for lm in lms.values():
+        found += url_secrets(lm.kwargs.get("api_base"))
+        key = lm.kwargs.get("api_key")
+        if isinstance(key, str) and len(key) >= MIN_SECRET_LENGTH:
+            found.append(key)
+    return found
+
+
 def _config_document(
     config: EvalConfig,
     lms: dict[str, dspy.LM],
@@ -309,6 +404,7 @@ def _config_document(
             }
             for name, bench in benchmarks.items()
         },
+        "programs": _programs(config),
         "versions": _versions(),
         "platform": f"{platform.system()} {platform.machine()}",
     }
@@ -324,17 +420,59 @@ def start_run(
     console: Console | None = None,
     retry: RetryPolicy | None = None,
 ) -> tuple[RunStore, Summary]:
-    """Resolve the models and load the examples (failing before any directory is made), then run.
-
-    The factories default to `resolve_lm` and the benchmark registry."""
+    """Resolve the models, load the examples and read the program files (failing before any directory is
+    made), then run. The factories default to `resolve_lm` and the benchmark registry."""
     lms = _resolve_models(config, lm_factory or resolve_lm)
     benchmarks, examples = _load(config, benchmark_factory or _default_benchmark)
     document = _config_document(config, lms, benchmarks, examples)
-    store = RunStore.create(runs_dir, document, run_id)
+    store = RunStore.create(runs_dir, document, run_id, extra_secrets=_secrets(config, lms))
     if console is not None:
         console.print(f"[dim]run {store.path}[/]", highlight=False)
-    runner = Runner(store, config, lms, benchmarks, examples, console=console, retry=retry)
-    return store, runner.run()
+    with store.lock():
+        runner = Runner(store, config, lms, benchmarks, examples, console=console, retry=retry)
+        return store, runner.run()
+
+
+def _check_programs(store: RunStore, document: dict[str, Any], config: EvalConfig) -> None:
+    """A resumed run must evaluate the very program files it started with."""
+    started = document.get("programs", {})
+    for label, now in _programs(config).items():
+        if started.get(label, {}).get("content_id") != now["content_id"]:
+            raise ConfigurationError(
+                f"program file {now['path']} ({label}) changed since run {store.run_id} started; "
+                "results of two versions would mix: start a new run instead"
+            )
+
+
+def _check_served_model(
+    store: RunStore, document: dict[str, Any], lms: dict[str, dspy.LM], api_base: str | None, console: Console | None
+) -> None:
+    """Refuse to resume against a server that serves another model than the run's: compare the model id a
+    new `api_base` lists under /models and, for the embedded server (always "local"), the weights it runs."""
+    for name, lm in lms.items():
+        started = document["models"].get(name, {})
+        if api_base:
+            _check_model_id(store, str(started.get("model", "")).partition("/")[2], lm, api_base, console)
+        weights, now = started.get("local_model"), describe_lm(lm).get("local_model")
+        if weights and now and weights != now:
+            raise ConfigurationError(
+                f"the local server runs {now}, but run {store.run_id} used {weights}: "
+                f"start it with `postreason local up --model {weights}`, or start a new run"
+            )
+
+
+def _check_model_id(store: RunStore, wanted: str, lm: dspy.LM, api_base: str, console: Console | None) -> None:
+    where = redact(api_base)
+    served = served_model_ids(api_base, lm.kwargs.get("api_key"))
+    if served is None:
+        if console is not None:
+            console.print(f"[yellow]note: {where} does not list its models (no /models); "
+                          f"not checked that it serves {wanted}[/]", highlight=False)
+    elif wanted not in served:
+        raise ConfigurationError(
+            f"the server at {where} serves {', '.join(served) or 'no model'}, not {wanted!r} that run "
+            f"{store.run_id} used; resume against a server with that model, or start a new run"
+        )
 
 
 def resume_run(
@@ -350,26 +488,30 @@ def resume_run(
 ) -> tuple[Compaction, Summary]:
     """Continue `store`'s run with its own config: finished examples stay as they are, errored ones are redone.
 
-    Only how the run executes may change (threads, retries, the server's URL); the examples must be the ones
-    the run started with."""
-    document = store.read_config()
-    config = EvalConfig.from_dict(document["config"])
-    changes = {"threads": threads, "retries": retries, "api_base": api_base}
-    config = dataclasses.replace(config, **{name: value for name, value in changes.items() if value is not None})
-    lms = _resolve_models(config, lm_factory or resolve_lm)
-    benchmarks, examples = _load(config, benchmark_factory or _default_benchmark)
-    for name, loaded in examples.items():
-        if [str(example.id) for example in loaded] != document["benchmarks"][name]["example_ids"]:
-            raise ConfigurationError(
-                f"benchmark {name!r} no longer yields the examples run {store.run_id} started with "
-                "(its data changed); start a new run instead"
+    Only how the run executes may change (threads, retries, the server's URL, which must serve the run's
+    model); the examples and program files must be the ones the run started with."""
+    with store.lock():
+        document = store.read_config()
+        config = EvalConfig.from_dict(document["config"])
+        changes = {"threads": threads, "retries": retries, "api_base": api_base}
+        config = dataclasses.replace(config, **{name: value for name, value in changes.items() if value is not None})
+        lms = _resolve_models(config, lm_factory or resolve_lm)
+        store.add_secrets(_secrets(config, lms))
+        _check_served_model(store, document, lms, api_base, console)
+        _check_programs(store, document, config)
+        benchmarks, examples = _load(config, benchmark_factory or _default_benchmark)
+        for name, loaded in examples.items():
+            if [str(example.id) for example in loaded] != document["benchmarks"][name]["example_ids"]:
+                raise ConfigurationError(
+                    f"benchmark {name!r} no longer yields the examples run {store.run_id} started with "
+                    "(its data changed); start a new run instead"
+                )
+        compaction = store.compact()
+        if console is not None:
+            console.print(
+                f"[dim]resuming {store.path}: {compaction.kept} examples done, {compaction.errors_dropped} failed "
+                f"ones to redo, {compaction.lines_dropped} unfinished lines dropped[/]",
+                highlight=False,
             )
-    compaction = store.compact()
-    if console is not None:
-        console.print(
-            f"[dim]resuming {store.path}: {compaction.kept} examples done, {compaction.errors_dropped} failed ones "
-            f"to redo, {compaction.lines_dropped} unfinished lines dropped[/]",
-            highlight=False,
-        )
-    runner = Runner(store, config, lms, benchmarks, examples, console=console, retry=retry)
-    return compaction, runner.run()
+        runner = Runner(store, config, lms, benchmarks, examples, console=console, retry=retry)
+        return compaction, runner.run()

@@ -1,8 +1,10 @@
 """Keep secrets out of run records: run directories get shared, committed and attached to issues.
 
-Two nets, because either alone leaks: values under key-like names (api_key, Authorization...) are
-replaced, and so is every occurrence of the value of an environment variable whose name looks like
-a key, token, secret or password, wherever it appears (a URL, an error message, an echoed prompt).
+Three nets, because any one alone leaks: values under key-like names (api_key, Authorization...) are
+replaced; so is every occurrence of the value of an environment variable whose name looks like a
+key, token, secret or password, and of any secret the caller names (an LM's API key), wherever it
+appears (a URL, an error message, an echoed prompt); and the password of every `user:password@host`
+in any string (a connection error quotes the URL it failed on, sometimes without its scheme).
 """
 
 from __future__ import annotations
@@ -21,6 +23,11 @@ SECRET_FIELD = re.compile(
     re.IGNORECASE,
 )
 SECRET_ENV = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH", re.IGNORECASE)
+# user:password@host, with or without a scheme in front: the password is group "password".
+# The user part starts a word (after a space, "/", a quote or a bracket), which keeps the search linear.
+URL_CREDENTIALS = re.compile(
+    r"(?<![^\s/'\"(<\[])(?P<user>[^\s/:@'\"()<>\[\]]+):(?P<password>[^\s/@'\"()<>]+)@(?=[A-Za-z0-9\[])"
+)
 MIN_SECRET_LENGTH = 8  # shorter values ("x", "local") are placeholders, and replacing them would mangle text
 
 
@@ -31,13 +38,27 @@ def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
     return sorted(values, key=len, reverse=True)
 
 
+def url_secrets(url: str | None) -> list[str]:
+    """The password (and, if given, the user) of a URL: to scrub even where the URL appears in pieces."""
+    if not url:
+        return []
+    found = URL_CREDENTIALS.search(url)
+    return [found["password"]] if found else []
+
+
+def scrub_text(text: str, secrets: list[str]) -> str:
+    """`text` without `secrets` and without the password of any user:password@host in it."""
+    for secret in secrets:
+        text = text.replace(secret, REDACTED)
+    return URL_CREDENTIALS.sub(lambda m: f"{m['user']}:{REDACTED}@", text) if "@" in text else text
+
+
 def scrub(value: Any, secrets: list[str] | None = None) -> Any:
-    """A copy of JSON-like `value` with credentials replaced by "[redacted]", by field name and by env value."""
+    """A copy of JSON-like `value` with credentials replaced by "[redacted]": by field name, by value
+    (`secrets`, default: the environment's), and URL passwords."""
     secrets = secret_values() if secrets is None else secrets
     if isinstance(value, str):
-        for secret in secrets:
-            value = value.replace(secret, REDACTED)
-        return value
+        return scrub_text(value, secrets)
     if isinstance(value, Mapping):
         return {
             key: (REDACTED if isinstance(key, str) and SECRET_FIELD.match(key) and item is not None

@@ -14,6 +14,7 @@ from statistics import mean
 from typing import Any
 
 from postreason_dspy.evaluation.config import BASELINE
+from postreason_dspy.evaluation.records import ExampleRecord, Setting, grid
 from postreason_dspy.evaluation.stats import (
     accuracy_interval,
     geometric_mean,
@@ -22,8 +23,6 @@ from postreason_dspy.evaluation.stats import (
     relative_improvement,
 )
 from postreason_dspy.scoring import accuracy
-
-Record = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -113,9 +112,9 @@ def _mean(values: Iterable[float | None]) -> float | None:
     return mean(present) if present else None
 
 
-def _groups(records: Sequence[Record]) -> list[Any] | None:
+def _groups(records: Sequence[ExampleRecord]) -> list[Any] | None:
     """Macro-averaging groups (BBH tasks) when the records carry them."""
-    groups = [record.get("group") for record in records]
+    groups = [record.group for record in records]
     return groups if any(group is not None for group in groups) else None
 
 
@@ -125,36 +124,36 @@ def _ratio(numerator: float | None, denominator: float | None) -> float | None:
     return numerator / denominator
 
 
-def setting_stats(model: str, benchmark: str, strategy: str, records: Sequence[Record]) -> SettingStats:
+def setting_stats(setting: Setting, records: Sequence[ExampleRecord]) -> SettingStats:
     """Statistics of one setting's records."""
-    scored = [record for record in records if record["status"] != "error"]
-    flags = [bool(record["correct"]) for record in scored]
+    scored = [record for record in records if not record.failed]
+    flags = [bool(record.correct) for record in scored]
     acc = ci = method = None
     if scored:
         groups = _groups(scored)
         acc = accuracy(flags, groups)
         ci, method = accuracy_interval(flags, groups)
-    tokens = [record["completion_tokens"] for record in scored if record.get("completion_tokens") is not None]
-    seconds = [record["latency_s"] for record in scored if record.get("completion_tokens") is not None]
+    tokens = [record.completion_tokens for record in scored if record.completion_tokens is not None]
+    seconds = [record.latency_s or 0.0 for record in scored if record.completion_tokens is not None]
     reasons: dict[str, int] = {}
     for record in scored:
-        reason = record.get("finish_reason") or "unknown"
+        reason = record.finish_reason or "unknown"
         reasons[reason] = reasons.get(reason, 0) + 1
     return SettingStats(
-        model=model,
-        benchmark=benchmark,
-        strategy=strategy,
+        model=setting.model,
+        benchmark=setting.benchmark,
+        strategy=setting.strategy,
         recorded=len(records),
         scored=len(scored),
         correct=sum(flags),
         errors=len(records) - len(scored),
-        parse_errors=sum(record["status"] == "parse_error" for record in scored),
+        parse_errors=sum(record.status == "parse_error" for record in scored),
         accuracy=acc,
         ci=ci,
         ci_method=method,
-        mean_prompt_tokens=_mean(record.get("prompt_tokens") for record in scored),
+        mean_prompt_tokens=_mean(record.prompt_tokens for record in scored),
         mean_completion_tokens=_mean(tokens),
-        mean_latency_s=_mean(record.get("latency_s") for record in scored),
+        mean_latency_s=_mean(record.latency_s for record in scored),
         output_tokens_per_s=_ratio(sum(tokens), sum(seconds)) if tokens else None,
         finish_reasons=reasons,
     )
@@ -163,23 +162,22 @@ def setting_stats(model: str, benchmark: str, strategy: str, records: Sequence[R
 def paired(
     model: str,
     benchmark: str,
-    treatment: tuple[str, Sequence[Record]],
-    baseline: tuple[str, Sequence[Record]],
+    treatment: tuple[str, Sequence[ExampleRecord]],
+    baseline: tuple[str, Sequence[ExampleRecord]],
 ) -> Paired | None:
     """Compare two sets of records of the same examples, matched by example id; None if no example is shared."""
-    base = {record["id"]: record for record in baseline[1] if record["status"] != "error"}
-    pairs = [(record, base[record["id"]]) for record in treatment[1]
-             if record["status"] != "error" and record["id"] in base]
+    base = {record.id: record for record in baseline[1] if not record.failed}
+    pairs = [(record, base[record.id]) for record in treatment[1] if not record.failed and record.id in base]
     if not pairs:
         return None
-    ours = [bool(record["correct"]) for record, _ in pairs]
-    theirs = [bool(record["correct"]) for _, record in pairs]
+    ours = [bool(record.correct) for record, _ in pairs]
+    theirs = [bool(record.correct) for _, record in pairs]
     groups = _groups([record for record, _ in pairs])
     ours_acc, theirs_acc = accuracy(ours, groups), accuracy(theirs, groups)
     test = mcnemar_exact(ours, theirs)
 
     def cost(name: str, side: int) -> float | None:
-        return _mean(pair[side].get(name) for pair in pairs)
+        return _mean(getattr(pair[side], name) for pair in pairs)
 
     return Paired(
         model=model,
@@ -225,56 +223,64 @@ def headline(comparisons: Sequence[Paired], strategy: str, baseline: str = BASEL
     )
 
 
-def by_setting(records: Iterable[Record]) -> dict[tuple[str, str, str], list[Record]]:
-    """Records grouped by (model, benchmark, strategy), in the order the settings first appear."""
-    grouped: dict[tuple[str, str, str], list[Record]] = {}
+def by_setting(records: Iterable[ExampleRecord]) -> dict[Setting, list[ExampleRecord]]:
+    """Records grouped by setting, in the order the settings first appear."""
+    grouped: dict[Setting, list[ExampleRecord]] = {}
     for record in records:
-        grouped.setdefault((record["model"], record["benchmark"], record["strategy"]), []).append(record)
+        grouped.setdefault(record.setting, []).append(record)
     return grouped
 
 
-def _order(config: dict[str, Any] | None, found: Iterable[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
-    """Settings in the run's order (models x benchmarks x strategies), then any others the records hold."""
-    planned: list[tuple[str, str, str]] = []
-    if config is not None:
-        run = config["config"]
-        planned = [(m, b, s) for m in run["models"] for b in run["benchmarks"] for s in run["strategies"]]
-    return list(dict.fromkeys([*planned, *found]))
+def planned_settings(config: dict[str, Any] | None) -> list[Setting]:
+    """The settings a run's config.json plans, in run order (none without a config)."""
+    if config is None:
+        return []
+    run = config["config"]
+    return grid(run["models"], run["benchmarks"], run["strategies"])
 
 
 def _expected(config: dict[str, Any] | None) -> int | None:
     if config is None:
         return None
-    settings = config["config"]
-    per_model = sum(len(info["example_ids"]) for info in config["benchmarks"].values())
-    return per_model * len(settings["models"]) * len(settings["strategies"])
+    per_benchmark = {name: len(info["example_ids"]) for name, info in config["benchmarks"].items()}
+    return sum(per_benchmark.get(setting.benchmark, 0) for setting in planned_settings(config))
 
 
-def summarize(records: Sequence[Record], run_id: str, config: dict[str, Any] | None = None) -> Summary:
-    """The run's summary. `config` (the run's config.json) gives the settings' order and the expected count."""
+def comparison_pairs(strategies: Sequence[str], extra: Sequence[Sequence[str]] = ()) -> list[tuple[str, str]]:
+    """(treatment, baseline) pairs to compare: every strategy against direct answer when it ran, then `extra`."""
+    pairs = [(name, BASELINE) for name in strategies if name != BASELINE] if BASELINE in strategies else []
+    return list(dict.fromkeys([*pairs, *((str(a), str(b)) for a, b in extra)]))
+
+
+def summarize(records: Sequence[ExampleRecord], run_id: str, config: dict[str, Any] | None = None) -> Summary:
+    """The run's summary. `config` (the run's config.json) gives the settings' order, the expected count
+    and any extra pairs to compare."""
     grouped = by_setting(records)
-    order = [key for key in _order(config, grouped) if key in grouped]
-    settings = [setting_stats(*key, grouped[key]) for key in order]
+    order = [key for key in dict.fromkeys([*planned_settings(config), *grouped]) if key in grouped]
+    settings = [setting_stats(key, grouped[key]) for key in order]
+    strategies = list(dict.fromkeys(key.strategy for key in order))
+    extra = config["config"].get("pairs", []) if config is not None else []
+    pairs = comparison_pairs(strategies, extra)
     comparisons = []
-    for model, benchmark, strategy in order:
-        base = grouped.get((model, benchmark, BASELINE))
-        if strategy == BASELINE or base is None:
-            continue
-        row = paired(model, benchmark, (strategy, grouped[model, benchmark, strategy]), (BASELINE, base))
-        if row is not None:
-            comparisons.append(row)
-    strategies = dict.fromkeys(row.treatment for row in comparisons)
-    headlines = [line for line in (headline(comparisons, name) for name in strategies) if line is not None]
+    for key in order:  # in the settings' order, each treatment's pairs where it stands
+        for treatment, baseline in pairs:
+            theirs = grouped.get(Setting(key.model, key.benchmark, baseline))
+            if treatment != key.strategy or theirs is None:
+                continue
+            row = paired(key.model, key.benchmark, (treatment, grouped[key]), (baseline, theirs))
+            if row is not None:
+                comparisons.append(row)
+    lines = (headline(comparisons, *pair) for pair in dict.fromkeys((r.treatment, r.baseline) for r in comparisons))
     expected = _expected(config)
     return Summary(
         run_id=run_id,
         complete=expected is not None and len(records) == expected,
         expected=expected,
         recorded=len(records),
-        errors=sum(record["status"] == "error" for record in records),
+        errors=sum(record.failed for record in records),
         settings=settings,
         comparisons=comparisons,
-        headline=headlines,
+        headline=[line for line in lines if line is not None],
     )
 
 
@@ -286,18 +292,19 @@ class RunComparison:
     run_a: str
     run_b: str
     rows: list[Paired]
-    only_a: list[tuple[str, str, str]]
-    only_b: list[tuple[str, str, str]]
+    only_a: list[Setting]
+    only_b: list[Setting]
 
 
-def compare_runs(run_a: str, records_a: Sequence[Record], run_b: str, records_b: Sequence[Record]) -> RunComparison:
+def compare_runs(
+    run_a: str, records_a: Sequence[ExampleRecord], run_b: str, records_b: Sequence[ExampleRecord]
+) -> RunComparison:
     """Run B against run A, setting by setting, on the examples both runs answered."""
     a, b = by_setting(records_a), by_setting(records_b)
     rows = []
     for key in a:
         if key in b:
-            model, benchmark, strategy = key
-            row = paired(model, benchmark, (strategy, b[key]), (strategy, a[key]))
+            row = paired(key.model, key.benchmark, (key.strategy, b[key]), (key.strategy, a[key]))
             if row is not None:
                 rows.append(row)
     return RunComparison(run_a, run_b, rows, [key for key in a if key not in b], [key for key in b if key not in a])

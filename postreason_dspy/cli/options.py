@@ -1,0 +1,70 @@
+"""Options shared by commands, declared once so every command spells, defaults and explains them alike.
+
+    add_model_option(parser)                 --model (one; `repeatable=True` for eval's several)
+    add_api_base_option(parser)              --api-base
+    add_runs_dir_option(parser)              --runs-dir
+    add_run_id_option / add_no_progress_option
+    lm_from_args(args, **settings)           the dspy.LM that --model and --api-base name
+
+Keys never come from the command line, only from the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+import dspy
+
+from postreason_dspy.models import LOCAL, resolve_lm
+
+MODEL_HELP = (
+    f"'{LOCAL}' (the embedded llama.cpp server) or a DSPy/litellm model string such as openai/gpt-4o-mini, "
+    f"hosted_vllm/NAME, ollama_chat/NAME (default: $POSTREASON_MODEL or {LOCAL})"
+)
+
+
+def default_model() -> str:
+    return os.environ.get("POSTREASON_MODEL", LOCAL)
+
+
+def add_model_option(parser: argparse.ArgumentParser, repeatable: bool = False) -> None:
+    """--model; repeatable ones collect a list (None when not given, so a command can tell)."""
+    if repeatable:
+        parser.add_argument("--model", action="append", metavar="M", help="repeatable; " + MODEL_HELP)
+    else:
+        parser.add_argument("--model", default=default_model(), metavar="M", help=MODEL_HELP)
+
+
+def add_api_base_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--api-base",
+        default=os.environ.get("POSTREASON_API_BASE"),
+        help="server URL for the model(s) (default: $POSTREASON_API_BASE, else each provider's own); "
+        "no user:password@ in it; keys come only from the environment",
+    )
+
+
+def add_runs_dir_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run directories go (default: runs)")
+
+
+def add_run_id_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run-id", help="name the run directory (default: time and a random suffix)")
+
+
+def add_no_progress_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-progress", action="store_true", help="no live progress display")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """--model and --api-base, for a command (or script) that calls one model."""
+    add_model_option(parser)
+    add_api_base_option(parser)
+
+
+def lm_from_args(args: argparse.Namespace, **settings: Any) -> dspy.LM:
+    """resolve_lm for the arguments `add_model_arguments` declared."""
+    return resolve_lm(args.model, api_base=args.api_base, **settings)
