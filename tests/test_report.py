@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 from rich.console import Console
@@ -144,3 +145,16 @@ def test_named_pairs_get_their_own_table(tmp_path):
     report = files[0].read_text()
     assert "## Other pairs, on the same examples" in report
     assert "| m | b1 | cot | post | 4 | 75.0% | 50.0% | +25.0 pp |" in report
+
+
+def test_the_report_is_scrubbed_too(tmp_path, monkeypatch):
+    """A run written by an older version, with a URL password in its command, does not pass it on."""
+    store = make_run(tmp_path, "run", RESULTS)
+    document = store.read_config()
+    document["command"] = "postreason eval --api-base http://alice:hunter2-pass@10.0.0.1/v1"
+    document["models"]["m"]["note"] = "tok-0123456789"
+    monkeypatch.setenv("SERVICE_TOKEN", "tok-0123456789")
+    (store.path / "config.json").write_text(json.dumps(document))
+    _, files = write_report(RunStore.open("run", tmp_path), with_plots=False)
+    report = files[0].read_text()
+    assert "alice:[redacted]@10.0.0.1" in report and "hunter2" not in report and "tok-0123456789" not in report

@@ -251,7 +251,7 @@ def write_report(store: RunStore, out: Path | None = None, with_plots: bool = Tr
 
         plots = write_plots(summary, out)
     report = out / "report.md"
-    atomic_write_text(report, markdown(summary, config, plots))
+    atomic_write_text(report, store.scrub(markdown(summary, config, plots)))
     return summary, [report, *plots]
 
 
@@ -260,5 +260,5 @@ def write_comparison(store_a: RunStore, store_b: RunStore, out: Path | None = No
     comparison = compare_runs(store_a.run_id, store_a.records(), store_b.run_id, store_b.records())
     out = _output_directory(out or store_b.report_dir)
     path = out / f"compare-{store_a.run_id}.md"
-    atomic_write_text(path, comparison_markdown(comparison))
+    atomic_write_text(path, store_b.scrub(comparison_markdown(comparison)))
     return comparison, path
