@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from rich.console import Console
 
@@ -29,6 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     up = actions.add_parser("up", help="install what is missing, start the server (or reuse the running one)")
     up.add_argument("--model", default=DEFAULT_MODEL, choices=sorted(MODELS), help=f"default: {DEFAULT_MODEL}")
     up.add_argument("--port", help=f"1-65535 (default: $POSTREASON_LOCAL_PORT or {server.DEFAULT_PORT})")
+    up.add_argument("--adapter", type=Path, metavar="DIR",
+                    help="serve a `postreason finetune --out DIR` adapter on its base model (instead of --model)")
     up.set_defaults(func=run_up)
     actions.add_parser("status", help="print the running server's URL, model and pid").set_defaults(func=run_status)
     actions.add_parser("down", help="stop the running server").set_defaults(func=run_down)
@@ -37,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_up(args: argparse.Namespace) -> int:
     console = Console()
     port = None if args.port is None else server.check_port(args.port, "--port")
-    state = server.up(args.model, port, say=lambda text: console.print(f"[dim]{text}[/]", highlight=False))
+    say = lambda text: console.print(f"[dim]{text}[/]", highlight=False)  # noqa: E731
+    state = server.up(args.model, port, say=say, adapter=args.adapter)
     console.print(f"[green]ready[/] {state.base_url}  model {state.model}  pid {state.pid}", highlight=False)
     return 0
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from postreason_dspy.errors import ConfigurationError, LocalServerError
 from postreason_dspy.io import atomic_write_json
+from postreason_dspy.local.adapter import adapter_target
 from postreason_dspy.local.paths import home, tail
 from postreason_dspy.local.runtime import ensure_runtime
 from postreason_dspy.local.weights import DEFAULT_MODEL, ensure_weights, model_spec
@@ -43,6 +44,7 @@ class ServerState:
     model: str
     gguf: str
     log: str
+    adapter: str | None = None  # a GGUF LoRA applied on top of `gguf`
 
     @property
     def base_url(self) -> str:
@@ -66,12 +68,13 @@ def default_port() -> int:
     return check_port(os.environ.get("POSTREASON_LOCAL_PORT") or DEFAULT_PORT, "POSTREASON_LOCAL_PORT")
 
 
-def server_command(gguf: Path, port: int) -> list[str]:
+def server_command(gguf: Path, port: int, lora: Path | None = None) -> list[str]:
     """The server's command line. `--interrupt_requests false`: by default a new request (even a
     health check) cuts off a streaming one, which breaks concurrent users of the one server."""
     return [
         sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", MODEL_ALIAS,
         "--host", HOST, "--port", str(port), "--n_ctx", "4096", "--n_threads", "2", "--interrupt_requests", "false",
+        *(["--lora_path", str(lora)] if lora else []),
     ]
 
 
@@ -85,8 +88,9 @@ def read_state() -> ServerState | None:
 
 
 def write_state(state: ServerState) -> None:
-    """Atomically, so a reader never sees half a file."""
-    atomic_write_json(state_file(), {**asdict(state), "base_url": state.base_url})
+    """Atomically, so a reader never sees half a file; `adapter` only when one is served."""
+    fields = {key: value for key, value in asdict(state).items() if key != "adapter" or value is not None}
+    atomic_write_json(state_file(), {**fields, "base_url": state.base_url})
 
 
 def _alive(pid: int) -> bool:
@@ -161,15 +165,19 @@ def up(
     port: int | None = None,
     say: Callable[[str], None] = print,
     timeout: float = START_TIMEOUT_S,
+    adapter: Path | None = None,
 ) -> ServerState:
-    """Make sure a server for `model` is running and answering; install what is missing first."""
+    """Make sure a server for `model` (or for `adapter`, a `postreason finetune` output on its base)
+    is running and answering; install what is missing first."""
     spec = model_spec(model)
+    target = adapter_target(adapter, say) if adapter is not None else None
+    name = target.name if target else spec.name
     port = None if port is None else check_port(port, "port")
     fallback = default_port()  # a bad POSTREASON_LOCAL_PORT is refused even while a server runs
     with _exclusive():
         running = status()
         if running is not None:
-            if running.model != spec.name or port not in (None, running.port):
+            if running.model != name or port not in (None, running.port):
                 raise LocalServerError(
                     f"a local server for {running.model} is already running on port {running.port} "
                     f"(pid {running.pid}); stop it with `postreason local down` first"
@@ -185,18 +193,22 @@ def up(
                 "POSTREASON_LOCAL_PORT (or, if it is a model server you want to use, pass its URL as --api-base)"
             )
         ensure_runtime(say)
-        gguf = ensure_weights(spec, say)
-        return _start(spec.name, gguf, port, say, timeout)
+        gguf = target.gguf if target else ensure_weights(spec, say)
+        return _start(name, gguf, port, say, timeout, target.lora if target else None)
 
 
-def _start(model: str, gguf: Path, port: int, say: Callable[[str], None], timeout: float) -> ServerState:
+def _start(
+    model: str, gguf: Path, port: int, say: Callable[[str], None], timeout: float, lora: Path | None = None
+) -> ServerState:
     log = home() / "server.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            server_command(gguf, port),
+            server_command(gguf, port, lora),
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
-    state = ServerState(pid=process.pid, port=port, model=model, gguf=str(gguf), log=str(log))
+    state = ServerState(
+        pid=process.pid, port=port, model=model, gguf=str(gguf), log=str(log), adapter=str(lora) if lora else None
+    )
     write_state(state)  # before waiting: an interrupted `up` still leaves the process findable
     say(f"starting the llama.cpp server for {model} on {state.base_url} (pid {process.pid}, log {log})")
     started = time.monotonic()

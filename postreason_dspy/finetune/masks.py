@@ -1,0 +1,61 @@
+"""Chat records to token ids and loss masks that follow the records' character spans.
+
+The conversation is rendered with the tokenizer's own chat template, and the reply's place in that
+text is found by rendering the prompt alone (with the generation prompt): the reply starts where
+the prompt ends. The text is tokenized once with offsets (a fast tokenizer), and a token is in the
+loss when its characters overlap the chosen span, so a token that straddles the span's edge, or
+one byte-level piece of a multi-byte character, is trained on whole.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from postreason_dspy.errors import ConfigurationError
+from postreason_dspy.finetune.data import LOSS_MODES, Record
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """Token ids of a whole chat and the positions whose token is predicted with loss."""
+
+    id: str
+    input_ids: list[int]
+    loss_positions: list[int]  # indices into input_ids; position 0 never (nothing predicts it)
+
+
+def reply_span(record: Record, mode: str, suffix: str) -> tuple[int, int]:
+    """The span of the reply (content offsets) a loss mode trains on; `all` takes the reply and the
+    template's end-of-turn text (`suffix`, e.g. "<|im_end|>"), so the model also learns to stop."""
+    if mode not in LOSS_MODES:
+        raise ConfigurationError(f"unknown loss mode {mode!r}; choose from {', '.join(LOSS_MODES)}")
+    if mode == "all":
+        return 0, len(record.reply) + len(suffix)
+    return record.spans[mode]
+
+
+def render(tokenizer: Any, record: Record) -> tuple[str, int, str]:
+    """The chat as text, where the reply starts in it, and the end-of-turn text after the reply."""
+    full = tokenizer.apply_chat_template(record.messages, tokenize=False)
+    prompt = tokenizer.apply_chat_template(record.messages[:-1], tokenize=False, add_generation_prompt=True)
+    if not full.startswith(prompt) or not full[len(prompt):].startswith(record.reply):
+        raise ConfigurationError(f"record {record.id}: the chat template does not place the reply after the prompt")
+    after = full[len(prompt) + len(record.reply):]
+    return full, len(prompt), after[: len(after.rstrip())]
+
+
+def encode(tokenizer: Any, record: Record, mode: str) -> Encoded:
+    """Token ids of the rendered chat and the positions of the tokens overlapping the mode's span."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise ConfigurationError("loss masks need a fast tokenizer (character offsets); this one is not")
+    text, reply_start, suffix = render(tokenizer, record)
+    start, end = reply_span(record, mode, suffix)
+    start, end = start + reply_start, end + reply_start
+    encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    positions = [
+        index
+        for index, (first, last) in enumerate(encoding["offset_mapping"])
+        if index > 0 and first < end and last > start and last > first
+    ]
+    return Encoded(record.id, list(encoding["input_ids"]), positions)

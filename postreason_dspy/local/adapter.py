@@ -1,0 +1,52 @@
+"""A `postreason finetune` output folder as something the local server can serve: base GGUF + GGUF LoRA.
+
+The folder's finetune.json names the base (a local model, verified by sha256 as usual, or a GGUF
+file) and the converted adapter. The served model's name carries the adapter's hash, so run records
+tell the tuned model from its base and from other adapters.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from postreason_dspy.errors import ConfigurationError
+from postreason_dspy.local.weights import ensure_weights, file_sha256, model_spec
+
+RECORD = "finetune.json"
+
+
+@dataclass(frozen=True)
+class AdapterTarget:
+    name: str  # e.g. "qwen2.5-coder-0.5b+lora-1a2b3c4d5e6f"
+    gguf: Path  # the base weights
+    lora: Path  # the GGUF LoRA
+
+
+def adapter_target(folder: Path, say: Callable[[str], None] = print) -> AdapterTarget:
+    """What serving `folder` (a `postreason finetune --out` folder) takes; a clear error if it cannot be served."""
+    try:
+        record = json.loads((folder / RECORD).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigurationError(f"{folder} is not a `postreason finetune` output (no {RECORD})") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(f"{folder / RECORD} is not valid JSON ({exc.msg})") from None
+    lora = folder / record.get("adapter_gguf", "adapter.gguf")
+    if not lora.is_file():
+        raise ConfigurationError(f"{folder} holds no converted adapter ({lora.name}): the fine-tuning did not finish")
+    base = record.get("base") or {}
+    if base.get("local_model"):
+        spec = model_spec(base["local_model"])
+        gguf, label = ensure_weights(spec, say), spec.name
+    elif base.get("gguf"):
+        gguf, label = Path(base["folder"]) / base["gguf"], Path(base["gguf"]).stem
+        if not gguf.is_file():
+            raise ConfigurationError(f"the adapter's base model {gguf} is gone")
+    else:
+        raise ConfigurationError(
+            f"the adapter in {folder} was trained on a Hugging Face folder ({base.get('folder')}): the local server "
+            "serves GGUF files only; train with --base local (or a .gguf file) to serve it here"
+        )
+    return AdapterTarget(name=f"{label}+lora-{file_sha256(lora)[:12]}", gguf=gguf, lora=lora.resolve())
