@@ -19,6 +19,7 @@ from postreason_dspy.evaluation import (
     write_comparison,
     write_report,
 )
+from postreason_dspy.tuning.report import report_tune_run
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,6 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_report_command(args: argparse.Namespace) -> int:
     console = terminal()
+    if report_tune_run(args.run, args.runs_dir, args.out, not args.no_plots, console):  # a `postreason tune` run
+        return 0
     store = RunStore.open(args.run, args.runs_dir) if args.run else RunStore.latest(args.runs_dir)
     summary, files = write_report(store, args.out, with_plots=not args.no_plots)
     render_summary(summary, console)

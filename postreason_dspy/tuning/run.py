@@ -1,0 +1,321 @@
+"""A tune run: per model, search on train/dev, save the best program, then measure it on held-out test.
+
+    runs/<run-id>/tune.json                 the run's settings (written once; `--resume` reads them back)
+    runs/<run-id>/summary.json              per model: dev and test figures, p-values, cost, recommendation
+    runs/<run-id>/<model-slug>/study.db     the Optuna study (unless --storage names another)
+    runs/<run-id>/<model-slug>/trials.jsonl one line per trial; demo_sets.json; search.json
+    runs/<run-id>/<model-slug>/dev.json     direct answer scored on the same dev questions
+    runs/<run-id>/<model-slug>/program.json the best program (`postreason eval --program` rebuilds it)
+    runs/<run-id>/<model-slug>/test/        an evaluation run on the test split: direct, untuned, tuned
+
+Every step is kept on disk as it finishes, so an interrupted run resumes where it stopped: finished
+trials, demo sets, dev scores and test answers are reused, never redone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import shlex
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import dspy
+
+from postreason_dspy.benchmarks import get_benchmark
+from postreason_dspy.benchmarks.program_file import save_program
+from postreason_dspy.errors import ConfigurationError
+from postreason_dspy.evaluation import EvalConfig, RunStore, resume_run, start_run
+from postreason_dspy.evaluation.records import new_run_id
+from postreason_dspy.io import JsonlLog, atomic_write_json, json_id
+from postreason_dspy.models import resolve_lm
+from postreason_dspy.optimizers import PostReasonSearch
+from postreason_dspy.optimizers.post_reason_search import TRIALS
+from postreason_dspy.optimizers.scoring import score_program
+from postreason_dspy.optimizers.study import default_study_name, redact_url
+from postreason_dspy.tuning.recommend import recommend
+
+TUNE = "tune.json"
+SUMMARY = "summary.json"
+PROGRAM = "program.json"
+DEV = "dev.json"
+TEST_RUN = "test"
+TUNABLE = ("post", "post_full")
+
+LMFactory = Callable[..., dspy.LM]
+TrialCallback = Callable[[Any, dict[str, Any]], None]
+# Around each model's search: yields the callback that sees each trial (e.g. a live progress bar).
+SearchProgress = Callable[[str], AbstractContextManager[TrialCallback | None]]
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """What a tune run does; stored in tune.json so `--resume` continues with the same settings."""
+
+    models: tuple[str, ...]
+    benchmark: str
+    program_strategy: str = "post"
+    trials: int = 16
+    train_size: int | None = 40
+    dev_size: int | None = 50
+    limit: int | None = 200
+    num_demo_sets: int = 3
+    max_demos: int = 3
+    storage: str | None = None
+    study: str | None = None
+    max_lm_calls: int | None = None
+    with_cot: bool = False
+    seed: int = 0
+    api_base: str | None = None
+    max_tokens: int = 512
+    temperature: float = 0.0
+    data: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.models or len(set(self.models)) != len(self.models):
+            raise ConfigurationError("give each --model once (at least one)")
+        if self.program_strategy not in TUNABLE:
+            raise ConfigurationError(f"--program-strategy must be one of {', '.join(TUNABLE)}, "
+                                     f"not {self.program_strategy!r}")
+        if self.trials < 1:
+            raise ConfigurationError(f"--trials must be 1 or more, not {self.trials}")
+        for name in ("train_size", "dev_size", "limit"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigurationError(f"--{name.replace('_', '-')} must be 1 or more, not {value}")
+        if self.study and len(self.models) > 1:
+            raise ConfigurationError("--study names one study: tune one --model per run with it")
+        if self.study and not self.storage:
+            raise ConfigurationError("--study needs --storage (the run folder's own study is named for you)")
+
+    @property
+    def tuned_label(self) -> str:
+        return f"{self.program_strategy}_tuned"
+
+    def command(self) -> str:
+        parts = ["postreason", "tune", *[f"--model {shlex.quote(m)}" for m in self.models]]
+        parts.append(f"--benchmark {self.benchmark} --program-strategy {self.program_strategy} --trials {self.trials}")
+        parts.append(f"--train-size {self.train_size or 'all'} --dev-size {self.dev_size or 'all'} "
+                     f"--limit {self.limit or 'all'} --seed {self.seed}")
+        if self.storage:
+            parts.append(f"--storage {shlex.quote(redact_url(self.storage))}")
+        if self.study:
+            parts.append(f"--study {shlex.quote(self.study)}")
+        if self.max_lm_calls:
+            parts.append(f"--max-lm-calls {self.max_lm_calls}")
+        if self.with_cot:
+            parts.append("--with-cot")
+        return " ".join(parts)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TuneConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {key: value for key, value in data.items() if key in known}
+        values["models"] = tuple(values["models"])
+        return cls(**values)
+
+
+def model_slug(model: str) -> str:
+    """A directory name for a model string: openai/gpt-4o-mini -> openai-gpt-4o-mini."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", model).strip("-.")
+    return slug or json_id(model)
+
+
+def is_tune_run(path: Path) -> bool:
+    return (path / TUNE).is_file()
+
+
+class TuneRun:
+    """A tune run's directory: creating it, resuming it, and running each model's steps into it."""
+
+    def __init__(
+        self,
+        path: Path,
+        config: TuneConfig,
+        *,
+        lm_factory: LMFactory | None = None,
+        progress: SearchProgress | None = None,
+        console: Any = None,
+    ):
+        self.path = path
+        self.config = config
+        self.lm_factory = lm_factory or resolve_lm
+        self.progress = progress or (lambda _model: nullcontext(None))
+        self.console = console
+
+    @classmethod
+    def create(cls, runs_dir: Path, config: TuneConfig, run_id: str | None = None, **kwargs: Any) -> TuneRun:
+        run_id = run_id or new_run_id()
+        if not run_id or Path(run_id).name != run_id or run_id.startswith("."):
+            raise ConfigurationError(f"a run id must be a plain directory name, not {run_id!r}")
+        path = runs_dir / run_id
+        if path.exists():
+            raise ConfigurationError(f"run {path} already exists: continue it with `postreason tune --resume {run_id}`")
+        get_benchmark(config.benchmark)  # an unknown benchmark fails before any directory is made
+        settings = asdict(config)
+        if settings["storage"]:
+            settings["storage"] = redact_url(settings["storage"])
+        atomic_write_json(path / TUNE, {
+            "kind": "tune", "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "command": config.command(), "config": settings,
+            "storage_password_withheld": settings["storage"] != config.storage,
+        })
+        return cls(path, config, **kwargs)
+
+    @classmethod
+    def open(cls, run: str | Path, runs_dir: Path, storage: str | None = None, **kwargs: Any) -> TuneRun:
+        """An existing tune run; `storage` gives back a storage URL whose password tune.json does not keep."""
+        for candidate in (Path(run), runs_dir / str(run)):
+            if (candidate / TUNE).is_file():
+                document = json.loads((candidate / TUNE).read_text(encoding="utf-8"))
+                config = TuneConfig.from_dict(document["config"])
+                if storage:
+                    config = dataclasses.replace(config, storage=storage)
+                elif document.get("storage_password_withheld"):
+                    raise ConfigurationError("this run's storage URL had a password, which is not stored: "
+                                             "give the URL again with --storage")
+                return cls(candidate, config, **kwargs)
+        raise ConfigurationError(f"no tune run {str(run)!r}: neither {run} nor {runs_dir / str(run)} holds {TUNE}")
+
+    # ----- the steps -----
+
+    def run(self) -> dict[str, Any]:
+        """Tune and measure every model (reusing whatever an earlier session finished); the summary."""
+        results = {}
+        for model in self.config.models:
+            results[model] = self.run_model(model)
+            self._write_summary(results)
+        return self._write_summary(results)
+
+    def _write_summary(self, results: dict[str, Any]) -> dict[str, Any]:
+        summary = {"run_id": self.path.name, "kind": "tune", "benchmark": self.config.benchmark,
+                   "program_strategy": self.config.program_strategy, "command": self.config.command(),
+                   "generated": datetime.now(UTC).isoformat(timespec="seconds"), "models": results}
+        atomic_write_json(self.path / SUMMARY, summary)
+        return summary
+
+    def _splits(self) -> tuple[Any, list[dspy.Example], list[dspy.Example]]:
+        config = self.config
+        bench = get_benchmark(config.benchmark)
+        train = bench.load("train", limit=config.train_size, seed=config.seed, path=config.data)
+        dev = bench.load("dev", limit=config.dev_size, seed=config.seed, path=config.data)
+        if not train or not dev:
+            raise ConfigurationError(f"benchmark {config.benchmark!r} has no tuning split here "
+                                     f"(train {len(train)}, dev {len(dev)} examples)")
+        return bench, train, dev
+
+    def run_model(self, model: str) -> dict[str, Any]:
+        config = self.config
+        folder = self.path / model_slug(model)
+        bench, train, dev = self._splits()
+        lm = self.lm_factory(model, api_base=config.api_base, max_tokens=config.max_tokens,
+                             temperature=config.temperature, cache=False)
+        study = config.study or default_study_name(
+            benchmark=config.benchmark, model=model, program=config.program_strategy,
+            train=[str(ex.id) for ex in train], dev=[str(ex.id) for ex in dev], seed=config.seed,
+        )
+        untuned = bench.program(config.program_strategy)
+        with self.progress(model) as on_trial, dspy.context(lm=lm):
+            search = PostReasonSearch(
+                bench.metric, num_trials=config.trials, num_demo_sets=config.num_demo_sets,
+                max_bootstrapped_demos=config.max_demos, seed=config.seed, storage=config.storage, study_name=study,
+                run_dir=folder, max_lm_calls=config.max_lm_calls, aggregate=bench.accuracy, on_trial=on_trial,
+            )
+            best = search.compile(untuned, trainset=train, valset=dev)
+            direct = self._direct_on_dev(folder, bench, dev)
+        record = best.record
+        dev_scores = {"direct": direct["dev_score"], "untuned": record["baseline"]["dev_score"] if record["baseline"]
+                      else None, "tuned": best.score}
+        program_path = folder / PROGRAM
+        save_program(best, program_path, benchmark=config.benchmark, strategy=config.program_strategy, model=model,
+                     metadata={"temperature": config.temperature, "max_tokens": config.max_tokens,
+                               "dev_scores": dev_scores, "dev_size": len(dev), "train_size": len(train),
+                               "trials": record["counted"], "study": record["study_name"],
+                               "best_trial": record["best"], "stopped": record["stopped"]})
+        test = self._test(model, folder, program_path)
+        return self._model_summary(model, folder, record, direct, dev_scores, test, train, dev)
+
+    def _direct_on_dev(self, folder: Path, bench: Any, dev: list[dspy.Example]) -> dict[str, Any]:
+        """Direct answer on the dev questions (kept in dev.json, so a resumed run does not redo it)."""
+        path = folder / DEV
+        ids = [str(ex.id) for ex in dev]
+        if path.is_file():
+            saved = json.loads(path.read_text(encoding="utf-8"))
+            if saved.get("dev_ids") == ids:
+                return saved
+        scored = score_program(bench.program("direct"), dev, bench.metric, aggregate=bench.accuracy)
+        result = {"dev_score": scored.score, "dev_ids": ids, **scored.usage.to_dict(),
+                  "seconds": round(scored.seconds, 3), "unparsed": scored.unparsed}
+        atomic_write_json(path, result)
+        return result
+
+    def _test(self, model: str, folder: Path, program_path: Path) -> dict[str, Any]:
+        """The held-out comparison through the evaluation harness (resumed if an earlier session began it)."""
+        config = self.config
+        strategies = ("direct", config.program_strategy, *(("cot",) if config.with_cot else ()))
+        eval_config = EvalConfig(
+            models=(model,), benchmarks=(config.benchmark,), strategies=strategies,
+            programs={config.tuned_label: str(program_path.resolve())},
+            pairs=((config.tuned_label, config.program_strategy),),
+            limit=config.limit, split="test", seed=config.seed, max_tokens=config.max_tokens,
+            temperature=config.temperature, api_base=config.api_base,
+            data={config.benchmark: config.data} if config.data else {},
+        )
+        if (folder / TEST_RUN / "config.json").is_file():
+            store = RunStore.open(folder / TEST_RUN, folder)
+            _, summary = resume_run(store, api_base=config.api_base, lm_factory=self.lm_factory, console=self.console)
+        else:
+            store, summary = start_run(eval_config, folder, run_id=TEST_RUN, lm_factory=self.lm_factory,
+                                       console=self.console)
+        return summary.to_dict()
+
+    def _model_summary(
+        self, model: str, folder: Path, record: dict[str, Any], direct: dict[str, Any],
+        dev_scores: dict[str, float | None], test: dict[str, Any], train: list, dev: list,
+    ) -> dict[str, Any]:
+        config = self.config
+        labels = {"direct": "direct", "untuned": config.program_strategy, "tuned": config.tuned_label}
+        accuracy = {name: next((s["accuracy"] for s in test["settings"] if s["strategy"] == label), None)
+                    for name, label in labels.items()}
+        if config.with_cot:
+            accuracy["cot"] = next((s["accuracy"] for s in test["settings"] if s["strategy"] == "cot"), None)
+
+        def p(treatment: str, baseline: str) -> float | None:
+            row = next((c for c in test["comparisons"] if c["treatment"] == labels[treatment]
+                        and c["baseline"] == labels[baseline]), None)
+            return row["p_value"] if row else None
+
+        trials, _ = _trial_lines(folder)
+        seconds = sum(line.get("seconds") or 0 for line in trials) + direct.get("seconds", 0)
+        seconds += (record.get("bootstrap") or {}).get("seconds", 0)
+        choice = recommend(dev_scores, accuracy)
+        return {
+            "model": model,
+            "folder": folder.name,
+            "study": record["study_name"],
+            "train_size": len(train),
+            "dev_size": len(dev),
+            "test_size": test["settings"][0]["scored"] if test["settings"] else 0,
+            "trials": record["counted"],
+            "stopped": record["stopped"],
+            "duplicates": record["duplicates"],
+            "dev": dev_scores,
+            "test": accuracy,
+            "p_values": {"tuned_vs_untuned": p("tuned", "untuned"), "tuned_vs_direct": p("tuned", "direct"),
+                         "untuned_vs_direct": p("untuned", "direct")},
+            "tuning_lm_calls": record["lm_calls"] + direct.get("lm_calls", 0),
+            "tuning_tokens": {"input": record["input_tokens"] + direct.get("input_tokens", 0),
+                              "output": record["output_tokens"] + direct.get("output_tokens", 0)},
+            "tuning_minutes": round(seconds / 60, 2),
+            "best_trial": record["best"],
+            **choice,
+        }
+
+
+def _trial_lines(folder: Path) -> tuple[list[dict[str, Any]], int]:
+    return JsonlLog(folder / TRIALS).read()
