@@ -292,3 +292,8 @@ def test_an_interrupted_run_resumes_to_the_same_adapter_as_an_uninterrupted_one(
     state = json.loads((tmp_path / "b" / "state.json").read_text())
     assert state["step"] == 3 and [p.name for p in (tmp_path / "b" / "checkpoints").iterdir()] == ["step-000003"]
     assert json.loads((tmp_path / "b" / "base" / "config.json").read_text())["architectures"] == ["Qwen2ForCausalLM"]
+
+    timed = training.train(base, records, "sha", tmp_path / "c", replace(config, max_steps=3, max_minutes=1e-9),
+                           say=lambda _: None)
+    assert timed.steps == 1 and json.loads((tmp_path / "c" / "state.json").read_text())["step"] == 1
+    assert (tmp_path / "c" / "adapter" / "adapter_model.safetensors").is_file()

@@ -41,6 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--loss", default="justification", choices=("justification", "all", "answer"), help=LOSS_HELP)
     parser.add_argument("--epochs", type=int, default=1, help="passes over the data (default: 1)")
     parser.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (overrides --epochs)")
+    parser.add_argument("--max-minutes", type=float,
+                        help="stop after the step that reaches this much training time (resumed runs included); "
+                        "the adapter is then saved and converted as after the last step")
     parser.add_argument("--lr", type=float, default=2e-4, help="AdamW learning rate (default: 2e-4)")
     parser.add_argument("--lora-r", type=int, default=8, help="LoRA rank; alpha is twice it (default: 8)")
     parser.add_argument("--max-seq-len", type=int, default=2048,
@@ -67,8 +70,8 @@ def run(args: argparse.Namespace) -> int:
     check_train_extra()
     config = TrainConfig(
         loss=args.loss, epochs=args.epochs, lr=args.lr, lora_r=args.lora_r, lora_alpha=2 * args.lora_r,
-        max_steps=args.max_steps, max_seq_len=args.max_seq_len, batch_size=args.batch_size,
-        save_every=args.save_every, device=args.device,
+        max_steps=args.max_steps, max_minutes=args.max_minutes, max_seq_len=args.max_seq_len,
+        batch_size=args.batch_size, save_every=args.save_every, device=args.device,
     )
     config.check()
     console = Console()

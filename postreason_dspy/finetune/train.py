@@ -43,11 +43,15 @@ class TrainConfig:
     lora_r: int = 8
     lora_alpha: int = 16
     max_steps: int | None = None  # overrides epochs
+    max_minutes: float | None = None  # stop after the step that reaches this much training time (all sessions)
     max_seq_len: int = 2048
     batch_size: int = 4
     save_every: int = 10
     seed: int = 0
     device: str = "auto"
+
+    def out_of_time(self, seconds: float) -> bool:
+        return self.max_minutes is not None and seconds >= 60 * self.max_minutes
 
     def check(self) -> None:
         if self.loss not in LOSS_MODES:
@@ -59,6 +63,8 @@ class TrainConfig:
             raise ConfigurationError("--max-steps must be at least 1")
         if not self.lr > 0:
             raise ConfigurationError("--lr must be positive")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise ConfigurationError("--max-minutes must be positive")
 
 
 @dataclass
@@ -192,7 +198,7 @@ def train(
 
     model.train()
     try:
-        while result.steps < total:
+        while result.steps < total and not config.out_of_time(result.seconds):
             report = _step(model, optimizer, examples, result.steps, total, config, device)
             result.steps += 1
             result.losses.append(report.loss)
@@ -200,8 +206,10 @@ def train(
             result.loss_tokens += report.loss_tokens
             result.seconds += report.seconds
             on_step(report)
-            if result.steps % config.save_every == 0 or result.steps == total:
+            if result.steps % config.save_every == 0 or result.steps == total or config.out_of_time(result.seconds):
                 checkpoint()
+        if result.steps < total:
+            say(f"--max-minutes {config.max_minutes:g} reached after step {result.steps} of {total}")
     except KeyboardInterrupt:
         if result.steps:
             checkpoint()
