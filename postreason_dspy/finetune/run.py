@@ -81,10 +81,12 @@ def plot_losses(losses: list[float], path: Path, title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, axis = plt.subplots(figsize=(6, 3.5))
     axis.plot(range(1, len(losses) + 1), losses, marker="o" if len(losses) < 30 else None)
     axis.set(xlabel="optimizer step", ylabel="mean token loss", title=title)
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
     axis.grid(alpha=0.3)
     fig.tight_layout()
     with atomic_path(path) as partial:
