@@ -62,30 +62,58 @@ DUPLICATE_OF = "duplicate_of"
 MAX_REPEATS = 100  # duplicates in a row before the sampler is taken to have nothing new to offer
 
 
-def instruction_candidates(program: dspy.Module, wordings: Sequence[str]) -> list[list[str]]:
-    """Per predictor (in `program.predictors()` order): its current instructions first, then, for a
-    PostReason's predictor, its base instructions with each post-reasoning wording."""
+Wording = dict[str, Any]  # {"instructions": the signature's text, "clause": the predictor's own clause (if it has one)}
+
+
+def _owns_clause(predictor: dspy.Predict) -> bool:
+    """Whether the predictor keeps the post-reasoning clause apart from its instructions (and adds it per request)."""
+    return hasattr(predictor, "clause") and hasattr(predictor, "request_signature")
+
+
+def current_wording(predictor: dspy.Predict) -> Wording:
+    wording: Wording = {"instructions": predictor.signature.instructions}
+    if _owns_clause(predictor):
+        wording["clause"] = predictor.clause
+    return wording
+
+
+def prompt_instructions(predictor: dspy.Predict) -> str:
+    """The instructions a request of `predictor` carries (its post-reasoning clause included)."""
+    if _owns_clause(predictor):
+        return predictor.request_signature().instructions
+    return predictor.signature.instructions
+
+
+def instruction_candidates(program: dspy.Module, wordings: Sequence[str]) -> list[list[Wording]]:
+    """Per predictor (in `program.predictors()` order): its current wording first, then, for a PostReason's
+    predictor, each post-reasoning wording (as its clause, or appended to its base instructions)."""
     owners = {id(m.predict): m for _, m in program.named_sub_modules() if isinstance(m, PostReason)}
     candidates = []
     for predictor in program.predictors():
-        options = [predictor.signature.instructions]
+        options = [current_wording(predictor)]
         owner = owners.get(id(predictor))
         if owner is not None:
             base = owner.base_signature
             outputs = list(base.output_fields)
             for wording in wordings:
-                text = post_reason_instructions(base.instructions, outputs, owner.rationale_field, wording)
-                if text not in options:
-                    options.append(text)
+                if _owns_clause(predictor):
+                    option = {"instructions": predictor.signature.instructions, "clause": wording}
+                else:
+                    option = {"instructions": post_reason_instructions(
+                        base.instructions, outputs, owner.rationale_field, wording)}
+                if option not in options:
+                    options.append(option)
         candidates.append(options)
     return candidates
 
 
-def apply_candidate(program: dspy.Module, instructions: Sequence[str], demos: Sequence[Sequence[dict]]) -> dspy.Module:
-    """A copy of `program` with these instructions and demos, per predictor."""
+def apply_candidate(program: dspy.Module, wordings: Sequence[Wording], demos: Sequence[Sequence[dict]]) -> dspy.Module:
+    """A copy of `program` with these wordings and demos, per predictor."""
     candidate = program.deepcopy()
-    for predictor, text, chosen in zip(candidate.predictors(), instructions, demos, strict=True):
-        predictor.signature = predictor.signature.with_instructions(text)
+    for predictor, wording, chosen in zip(candidate.predictors(), wordings, demos, strict=True):
+        predictor.signature = predictor.signature.with_instructions(wording["instructions"])
+        if "clause" in wording and _owns_clause(predictor):
+            predictor.clause = wording["clause"]
         predictor.demos = demo_sets.as_demos(chosen)
     return candidate
 
@@ -99,7 +127,7 @@ def rebuild_from_study(program: dspy.Module, study: optuna.Study, trial: FrozenT
     options = [{set_id: demos for set_id, demos, _ in demo_sets.demo_options(document, i)}
                for i in range(len(program.predictors()))]
     chosen = [options[i][set_id] for i, set_id in enumerate(trial.user_attrs["demo_set_ids"])]
-    return apply_candidate(program, trial.user_attrs["instructions"], chosen)
+    return apply_candidate(program, trial.user_attrs["wordings"], chosen)
 
 
 def counted_trials(study: optuna.Study) -> list[FrozenTrial]:
@@ -353,7 +381,7 @@ class PostReasonSearch(Teleprompter):
         study: optuna.Study,
         student: dspy.Module,
         valset: list[dspy.Example],
-        instructions: list[list[str]],
+        instructions: list[list[Wording]],
         options: list[list[tuple[str, list[dict], list[str]]]],
         space: dict[str, CategoricalDistribution],
     ) -> str:
@@ -403,16 +431,17 @@ class PostReasonSearch(Teleprompter):
         trial: optuna.Trial,
         student: dspy.Module,
         valset: list[dspy.Example],
-        instructions: list[list[str]],
+        instructions: list[list[Wording]],
         options: list[list[tuple[str, list[dict], list[str]]]],
     ) -> str:
         """Score one trial, or record it as a duplicate; returns its state."""
         params = dict(trial.params)
         n = len(instructions)
-        texts = [instructions[i][params[f"instruction_{i}"]] for i in range(n)]
+        wordings = [instructions[i][params[f"instruction_{i}"]] for i in range(n)]
+        texts = [prompt_instructions(p) for p in apply_candidate(student, wordings, [[]] * n).predictors()]
         chosen = [options[i][params[f"demos_{i}"]] for i in range(n)]
         set_ids = [set_id for set_id, _, _ in chosen]
-        candidate = json_id([texts, set_ids])
+        candidate = json_id([wordings, set_ids])
         baseline = bool(trial.user_attrs.get("baseline"))
         record = TrialRecord(
             number=trial.number, state="complete", params=params, instructions=texts, demo_set_ids=set_ids,
@@ -420,7 +449,8 @@ class PostReasonSearch(Teleprompter):
             dev_score=None, lm_calls=0, input_tokens=0, output_tokens=0, seconds=0.0, baseline=baseline,
             retry_of=trial.user_attrs.get(RETRY_OF),
         )
-        for key, value in (("candidate", candidate), ("instructions", texts), ("demo_set_ids", set_ids)):
+        for key, value in (("candidate", candidate), ("instructions", texts), ("wordings", wordings),
+                           ("demo_set_ids", set_ids)):
             trial.set_user_attr(key, value)
         earlier = next((t for t in counted_trials(study) if t.user_attrs.get("candidate") == candidate), None)
         if earlier is not None:
@@ -429,7 +459,7 @@ class PostReasonSearch(Teleprompter):
             record.state, record.dev_score, record.duplicate_of = "duplicate", earlier.value, earlier.number
             self._emit(record, study)
             return record.state
-        program = apply_candidate(student, texts, [demos for _, demos, _ in chosen])
+        program = apply_candidate(student, wordings, [demos for _, demos, _ in chosen])
         spent = self._spent(study)
         heartbeat = Heartbeat(study, trial, self.heartbeat_interval)
         try:

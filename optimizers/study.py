@@ -47,6 +47,17 @@ def storage_url(url: str) -> str:
     )
 
 
+def check_storage(url: str) -> None:
+    """Fail with one line, before anything is written, when the storage at `url` cannot be opened."""
+    try:
+        optuna.storages.RDBStorage(storage_url(url))
+    except ConfigurationError:
+        raise
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigurationError(f"cannot open the Optuna storage {redact_url(url)}: {reason}") from exc
+
+
 def open_study(storage: str | optuna.storages.BaseStorage | None, study_name: str, seed: int) -> optuna.Study:
     """Create or load `study_name` in `storage` (None: in memory), maximizing, with a seeded TPE sampler."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 
 from postreason_dspy import PostReason
 from postreason_dspy.io import JsonlLog
-from postreason_dspy.optimizers.post_reason_search import counted_trials, rebuild_from_study
+from postreason_dspy.optimizers.post_reason_search import counted_trials, prompt_instructions, rebuild_from_study
 from postreason_dspy.optimizers.study import open_study
 
 EXPERT = "An expert will review"
@@ -147,5 +147,5 @@ def test_two_workers_one_killed_mid_trial_share_one_study(tmp_path, postgres_url
     fresh = optuna.load_study(study_name=study_name, storage=open_study(postgres_url, study_name, 0)._storage)
     best = rebuild_from_study(PostReason("question -> answer", mode="answer_only"), fresh)
     best_trial = max(counted, key=lambda t: (t.value, -t.number))
-    assert best.predict.signature.instructions == best_trial.user_attrs["instructions"][0]
+    assert prompt_instructions(best.predict) == best_trial.user_attrs["instructions"][0]
     assert float(out.split()[-1]) == best_trial.value

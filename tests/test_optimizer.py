@@ -22,7 +22,9 @@ from postreason_dspy.io import JsonlLog
 from postreason_dspy.optimizers.demos import check_justified, read_demo_sets
 from postreason_dspy.optimizers.post_reason_search import (
     PostReasonSearch,
+    apply_candidate,
     instruction_candidates,
+    prompt_instructions,
     rebuild_from_study,
 )
 from postreason_dspy.optimizers.study import open_study
@@ -70,9 +72,12 @@ def test_candidates_reword_only_post_reasoning_predictors():
 
     program = Program()
     restate, solve = instruction_candidates(program, POST_REASONING_WORDINGS)
-    assert restate == [program.restate.predict.signature.instructions]
-    assert solve[0] == program.solve.predict.signature.instructions
+    assert [w["instructions"] for w in restate] == [program.restate.predict.signature.instructions]
+    assert solve[0]["instructions"] == program.solve.predict.signature.instructions
     assert len(solve) == len(POST_REASONING_WORDINGS)  # the default wording is the current one
+    texts = [prompt_instructions(apply_candidate(program, [restate[0], w], [[], []]).solve.predict) for w in solve]
+    assert all("`answer`" in text and "`rationale`" in text for text in texts)
+    assert sum(EXPERT in text for text in texts) == 1
 
 
 def test_search_finds_the_better_wording_within_budget(tmp_path):
@@ -82,7 +87,7 @@ def test_search_finds_the_better_wording_within_budget(tmp_path):
         best = search.compile(PostReason("question -> answer", mode="answer_only"),
                               trainset=examples(4, "train"), valset=examples(4, "d"))
         assert best(question="new").answer == "right"
-    assert best.score == 1.0 and EXPERT in best.predict.signature.instructions
+    assert best.score == 1.0 and EXPERT in prompt_instructions(best.predict)
     lines = trials_log(tmp_path)
     complete = [line for line in lines if line["state"] == "complete"]
     assert len(complete) == 10 and len({line["number"] for line in complete}) == 10
@@ -246,4 +251,5 @@ def test_search_killed_mid_trial_resumes_with_the_same_demo_sets(tmp_path):
     assert "demo_sets" in study.user_attrs
     rebuilt = rebuild_from_study(PostReason("question -> answer", mode="answer_only"), study)
     assert f"BEST {float(out.split()[-1])}" in out
-    assert rebuilt.predict.signature.instructions  # buildable from the storage alone
+    best_line = max((line for line in complete), key=lambda line: (line["dev_score"], -line["number"]))
+    assert prompt_instructions(rebuilt.predict) == best_line["instructions"][0]  # from the storage alone

@@ -13,6 +13,7 @@ from postreason_dspy.benchmarks import get_benchmark
 from postreason_dspy.benchmarks.program_file import read_program
 from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.io import JsonlLog
+from postreason_dspy.optimizers.post_reason_search import prompt_instructions
 from postreason_dspy.testing import scripted_lm
 from postreason_dspy.tuning import TuneConfig, TuneRun, recommend
 from postreason_dspy.tuning.report import write_tune_report
@@ -82,7 +83,7 @@ def test_tune_run_measures_and_recommends_the_tuned_program(tmp_path):
     # program.json rebuilds the tuned program from the file alone.
     saved = read_program(run.path / "scripted" / "program.json")
     assert saved.model == "scripted" and saved.metadata["dev_scores"]["tuned"] == 1.0
-    assert EXPERT in saved.build().choose.predict.signature.instructions
+    assert EXPERT in prompt_instructions(saved.build().choose.predict)
 
     # Resuming a finished run redoes nothing.
     calls = len(engine.requests)
@@ -149,9 +150,15 @@ def test_cli_tune_interrupted_twice_resumes_with_nothing_lost(tmp_path, monkeypa
     assert "Tune run r: commonsense_qa" in capsys.readouterr().out
 
 
-def test_a_storage_password_is_never_written(tmp_path):
-    config = TuneConfig(models=("local",), benchmark="gsm8k", storage="postgresql://tuner:s3cret@db.example/optuna",
+def test_a_storage_password_is_never_written(tmp_path, monkeypatch):
+    from postreason_dspy.tuning import run as tune_module
+
+    config = TuneConfig(models=("local",), benchmark="gsm8k", storage="postgresql://tuner:s3cret@127.0.0.1:1/optuna",
                         study="shared")
+    with pytest.raises(ConfigurationError, match=r"cannot open the Optuna storage postgresql://tuner:\*\*\*@"):
+        TuneRun.create(tmp_path, config, "pw")  # nothing listens there: one line, no folder
+    assert not (tmp_path / "pw").exists()
+    monkeypatch.setattr(tune_module, "check_storage", lambda url: None)
     run = TuneRun.create(tmp_path, config, "pw")
     assert "s3cret" not in (run.path / "tune.json").read_text()
     with pytest.raises(ConfigurationError, match="give the URL again with --storage"):

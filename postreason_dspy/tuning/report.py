@@ -99,7 +99,8 @@ def model_markdown(run: Path, model: str, row: dict[str, Any], plot: Path | None
               f"{row['stopped']}), {row['tuning_lm_calls']} LM calls, {row['tuning_tokens']['input']} input and "
               f"{row['tuning_tokens']['output']} output tokens, {row['tuning_minutes']} minutes. "
               f"Train {row['train_size']} / dev {row['dev_size']} questions; study `{row['study']}`.", ""]
-    instructions, demos = _demos(run / row["folder"] / PROGRAM)
+    saved_instructions, demos = _demos(run / row["folder"] / PROGRAM)
+    instructions = (row.get("best_trial") or {}).get("instructions") or saved_instructions  # as requests carry them
     for text, chosen in zip(instructions, demos, strict=False):
         lines += ["Chosen instructions:", "", *[f"> {line}" for line in text.splitlines()], ""]
         lines.append(f"Chosen demos ({len(chosen)}):" if chosen else "Chosen demos: none")

@@ -37,7 +37,7 @@ from postreason_dspy.models import resolve_lm
 from postreason_dspy.optimizers import PostReasonSearch
 from postreason_dspy.optimizers.post_reason_search import TRIALS
 from postreason_dspy.optimizers.scoring import score_program
-from postreason_dspy.optimizers.study import default_study_name, redact_url
+from postreason_dspy.optimizers.study import check_storage, default_study_name, redact_url
 from postreason_dspy.tuning.recommend import recommend
 
 TUNE = "tune.json"
@@ -156,7 +156,9 @@ class TuneRun:
         path = runs_dir / run_id
         if path.exists():
             raise ConfigurationError(f"run {path} already exists: continue it with `postreason tune --resume {run_id}`")
-        get_benchmark(config.benchmark)  # an unknown benchmark fails before any directory is made
+        get_benchmark(config.benchmark)  # an unknown benchmark or a bad storage fails before any directory is made
+        if config.storage:
+            check_storage(config.storage)
         settings = asdict(config)
         if settings["storage"]:
             settings["storage"] = redact_url(settings["storage"])
