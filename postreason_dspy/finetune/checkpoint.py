@@ -22,7 +22,8 @@ def save_adapter(model: Any, folder: Path) -> None:
     from peft import get_peft_model_state_dict
     from safetensors.torch import save_file
 
-    weights = {name: tensor.detach().cpu().contiguous() for name, tensor in get_peft_model_state_dict(model).items()}
+    state = get_peft_model_state_dict(model, save_embedding_layers=False)  # the LoRA layers only
+    weights = {name: tensor.detach().cpu().contiguous() for name, tensor in state.items()}
     with atomic_path(folder / "adapter_model.safetensors") as tmp:
         save_file(weights, str(tmp), metadata={"format": "pt"})
     config = model.peft_config["default"].to_dict()
