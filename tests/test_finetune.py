@@ -278,8 +278,14 @@ def test_an_interrupted_run_resumes_to_the_same_adapter_as_an_uninterrupted_one(
     losses = []
     straight = training.train(base, records, "sha", tmp_path / "a", replace(config, max_steps=3),
                               on_step=lambda r: losses.append(r.loss), say=lambda _: None)
-    training.train(base, records, "sha", tmp_path / "b", replace(config, max_steps=2),
-                   say=lambda _: None)
+    def interrupt_after_step_2(report):
+        if report.step == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C after step 2, before any periodic checkpoint: saved on the way out
+        training.train(base, records, "sha", tmp_path / "b", replace(config, max_steps=3, save_every=10),
+                       on_step=interrupt_after_step_2, say=lambda _: None)
+    assert json.loads((tmp_path / "b" / "state.json").read_text())["step"] == 2
     with pytest.raises(ConfigurationError, match="--resume"):
         training.train(base, records, "sha", tmp_path / "b", config, say=lambda _: None)
     resumed = training.train(base, records, "sha", tmp_path / "b", replace(config, max_steps=3),
