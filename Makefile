@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 POSTREASON := $(VENV)/bin/postreason
-DEMO_LIMIT ?= 20
+DEMO_LIMIT ?= 30
 
 .PHONY: install demo test lint
 
@@ -14,17 +14,28 @@ $(VENV)/.installed: pyproject.toml
 	$(POSTREASON) benchmarks install-data
 	touch $@
 
+# What the whole test suite needs beyond that: the train extra (torch CPU build, transformers, peft, gguf),
+# the distributed extra (psycopg, optuna-dashboard) and PostgreSQL's server binaries (Debian's package).
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e '.[dev,train,distributed]'
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt-get install -y postgresql \
+		|| (apt-get update && apt-get install -y postgresql) \
+		|| echo "PostgreSQL not installable: tests/test_distributed.py will be skipped"
+	touch $@
+
 install: $(VENV)/.installed
 
-# Builds llama.cpp and fetches the model on first use, starts the local server, then compares strategies.
+# Builds llama.cpp and fetches the model on first use, starts the local server, compares strategies on
+# CommonsenseQA (where the default 0.5B model is above chance) and writes the report with its plots.
 demo: install
 	$(POSTREASON) local up
-	$(POSTREASON) eval --benchmark gsm8k --strategy direct,post,cot --limit $(DEMO_LIMIT)
+	$(POSTREASON) eval --benchmark commonsense_qa --strategy direct,post,cot --limit $(DEMO_LIMIT) --run-id demo-$$(date +%Y%m%d-%H%M%S)
+	$(POSTREASON) report
 
 lint: install
 	$(VENV)/bin/ruff check .
 
 # Unit tests plus integration tests against the real local model server.
-test: lint
+test: lint $(VENV)/.installed-test
 	$(POSTREASON) local up
 	$(VENV)/bin/pytest -q

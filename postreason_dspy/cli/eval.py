@@ -20,7 +20,9 @@ from postreason_dspy.cli.options import (
     add_no_progress_option,
     add_run_id_option,
     add_runs_dir_option,
+    count_or_all,
     default_model,
+    refuse_settings_on_resume,
 )
 from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.evaluation import (
@@ -47,14 +49,6 @@ def _names(values: list[str] | None) -> tuple[str, ...] | None:
     names = [name.strip() for value in values for name in value.split(",") if name.strip()]
     return tuple(dict.fromkeys(names))
 
-
-def _limit(text: str) -> int | str:
-    if text.lower() == "all":
-        return "all"
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or 'all', not {text!r}") from None
 
 
 def _data(values: list[str] | None, benchmarks: tuple[str, ...]) -> dict[str, str]:
@@ -119,7 +113,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--pair", action="append", metavar="TREATMENT:BASELINE",
                         help="also compare these two strategies or labels on the same examples (every strategy is "
                         "compared with direct anyway); repeatable")
-    parser.add_argument("--limit", type=_limit, help=f"examples per benchmark, or 'all' (default: {DEFAULT_LIMIT})")
+    parser.add_argument("--limit", type=count_or_all,
+                        help=f"examples per benchmark, or 'all' (default: {DEFAULT_LIMIT})")
     parser.add_argument("--split", choices=("test", "dev", "train"), help="default: test")
     parser.add_argument("--seed", type=int, help="order of the examples before --limit cuts (default: 0)")
     parser.add_argument("--max-tokens", type=int, help="per LM call (default: 512)")
@@ -162,13 +157,8 @@ def run_eval_command(args: argparse.Namespace) -> int:
     console = terminal()
     live = None if args.no_progress else console
     if args.resume:
-        fixed = (*SETTING_OPTIONS, "run_id")
-        given = [f"--{name.replace('_', '-')}" for name in fixed if getattr(args, name) is not None]
-        if given:
-            raise ConfigurationError(
-                f"--resume continues a run with its own settings; drop {', '.join(given)} "
-                "(only --threads, --retries and --api-base may change)"
-            )
+        refuse_settings_on_resume(args, (*SETTING_OPTIONS, "run_id"),
+                                  "only --threads, --retries and --api-base may change")
         store = RunStore.open(args.resume, args.runs_dir)
         _, summary = resume_run(store, threads=args.threads, retries=args.retries, api_base=args.api_base,
                                 console=live)

@@ -4,6 +4,8 @@
     add_api_base_option(parser)              --api-base
     add_runs_dir_option(parser)              --runs-dir
     add_run_id_option / add_no_progress_option
+    count_or_all                             the type of --limit and other sizes: a number or 'all'
+    refuse_settings_on_resume(args, names)   --resume takes a run's settings from its record, not the command line
     lm_from_args(args, **settings)           the dspy.LM that --model and --api-base name
 
 Keys never come from the command line, only from the environment.
@@ -18,6 +20,7 @@ from typing import Any
 
 import dspy
 
+from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.models import LOCAL, resolve_lm
 
 MODEL_HELP = (
@@ -68,3 +71,21 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 def lm_from_args(args: argparse.Namespace, **settings: Any) -> dspy.LM:
     """resolve_lm for the arguments `add_model_arguments` declared."""
     return resolve_lm(args.model, api_base=args.api_base, **settings)
+
+
+def count_or_all(text: str) -> int | str:
+    """An argparse type for sizes such as --limit: a whole number, or 'all'."""
+    if text.lower() == "all":
+        return "all"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'all', not {text!r}") from None
+
+
+def refuse_settings_on_resume(args: argparse.Namespace, names: tuple[str, ...], may_change: str = "") -> None:
+    """A resumed run keeps the settings it started with: refuse any of `names` given on the command line."""
+    given = [f"--{name.replace('_', '-')}" for name in names if getattr(args, name, None) is not None]
+    if given:
+        hint = f" ({may_change})" if may_change else ""
+        raise ConfigurationError(f"--resume continues a run with its own settings; drop {', '.join(given)}{hint}")

@@ -23,7 +23,9 @@ from postreason_dspy.cli.options import (
     add_no_progress_option,
     add_run_id_option,
     add_runs_dir_option,
+    count_or_all,
     default_model,
+    refuse_settings_on_resume,
 )
 from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.tuning import TuneConfig, TuneRun
@@ -33,14 +35,6 @@ from postreason_dspy.tuning.report import render_tune_summary
 SETTING_OPTIONS = ("model", "benchmark", "program_strategy", "trials", "train_size", "dev_size", "limit",
                    "study", "max_lm_calls", "seed", "data", "run_id")
 
-
-def _size(text: str) -> int | str:
-    if text.lower() == "all":
-        return "all"
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or 'all', not {text!r}") from None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -58,9 +52,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--program-strategy", choices=("post", "post_full"),
                         help="the program tuned (default: post)")
     parser.add_argument("--trials", type=int, help="counted trials per model, baseline included (default 16)")
-    parser.add_argument("--train-size", type=_size, help="training questions demos are drawn from (default 40)")
-    parser.add_argument("--dev-size", type=_size, help="dev questions candidates are scored on (default 50)")
-    parser.add_argument("--limit", type=_size, help="held-out test questions of the final comparison (default 200)")
+    parser.add_argument("--train-size", type=count_or_all,
+                        help="training questions demos are drawn from (default 40)")
+    parser.add_argument("--dev-size", type=count_or_all, help="dev questions candidates are scored on (default 50)")
+    parser.add_argument("--limit", type=count_or_all,
+                        help="held-out test questions of the final comparison (default 200)")
     parser.add_argument("--demo-sets", type=int, help="bootstrapped demo sets offered (default 3)")
     parser.add_argument("--max-demos", type=int, help="demos per set (default 3)")
     parser.add_argument("--storage", metavar="URL", help="an Optuna storage shared by several machines, e.g. "
@@ -145,9 +141,7 @@ def run_tune_command(args: argparse.Namespace) -> int:
     if live is not None:
         kwargs["progress"] = lambda model: search_progress(live, model)
     if args.resume:
-        given = [f"--{name.replace('_', '-')}" for name in SETTING_OPTIONS if getattr(args, name, None) is not None]
-        if given:
-            raise ConfigurationError(f"--resume continues a run with its own settings; drop {', '.join(given)}")
+        refuse_settings_on_resume(args, SETTING_OPTIONS)
         run = TuneRun.open(args.resume, args.runs_dir, storage=args.storage, **kwargs)
     else:
         run = TuneRun.create(args.runs_dir, _config(args), args.run_id, **kwargs)
