@@ -15,6 +15,7 @@ from dspy.adapters.chat_adapter import ChatAdapter
 from dspy.adapters.json_adapter import JSONAdapter
 from dspy.adapters.xml_adapter import XMLAdapter
 
+from postreason_dspy.adapters import PlainTextAdapter, field_label
 from postreason_dspy.errors import UnsupportedAdapterError
 
 
@@ -41,15 +42,18 @@ def field_start_marker(adapter: Adapter, field_name: str) -> str:
     if isinstance(adapter, JSONAdapter):
         raise UnsupportedAdapterError(
             f"answer-only decoding cannot work with {type(adapter).__name__}: a JSON object cut before "
-            "its last key does not parse. Use dspy.ChatAdapter() or dspy.XMLAdapter(), or mode='full'."
+            "its last key does not parse. Use dspy.ChatAdapter(), dspy.XMLAdapter() or PlainTextAdapter(), "
+            "or mode='full'."
         )
+    if isinstance(adapter, PlainTextAdapter):
+        return f"{field_label(field_name)}:"
     if isinstance(adapter, XMLAdapter):
         return f"<{field_name}>"
     if isinstance(adapter, ChatAdapter):
         return f"[[ ## {field_name} ## ]]"
     raise UnsupportedAdapterError(
         f"answer-only decoding is not supported with {type(adapter).__name__}; "
-        "use dspy.ChatAdapter() or dspy.XMLAdapter(), or mode='full'."
+        "use dspy.ChatAdapter(), dspy.XMLAdapter() or PlainTextAdapter(), or mode='full'."
     )
 
 
@@ -57,16 +61,22 @@ def answer_only_stops(adapter: Adapter, field_name: str) -> list[str]:
     """The stop sequences of answer-only decoding: the rationale's marker, with XML also the tag capitalised.
 
     Small models capitalise the tag they were shown (Qwen2.5-Coder-0.5B writes `<Rationale>`), and
-    stop sequences are matched exactly.
+    stop sequences are matched exactly. A plain-text label stops only at the start of a line (so
+    "the rationale: ..." inside an answer does not cut it), as written, in lower case or in capitals.
     """
     marker = field_start_marker(adapter, field_name)
+    if isinstance(adapter, PlainTextAdapter):
+        return list(dict.fromkeys(f"\n{spelling}" for spelling in (marker, marker.lower(), marker.upper())))
     if isinstance(adapter, XMLAdapter):
         return list(dict.fromkeys([marker, f"<{field_name[:1].upper()}{field_name[1:]}>"]))
     return [marker]
 
 
-def field_end_marker(adapter: Adapter, field_name: str) -> str:
-    """The text that closes `field_name` when it is the last output field (XML: its closing tag)."""
+def field_end_marker(adapter: Adapter, field_name: str) -> str | None:
+    """The text that closes `field_name` when it is the last output field (XML: its closing tag); None when
+    the field runs to the end of the completion (plain text)."""
+    if isinstance(adapter, PlainTextAdapter):
+        return None
     if isinstance(adapter, XMLAdapter):
         return f"</{field_name}>"
     return "[[ ## completed ## ]]"

@@ -13,7 +13,7 @@ import dspy
 from dspy.signatures.signature import Signature, ensure_signature
 
 from postreason_dspy.decoding import active_adapter, answer_only_stops
-from postreason_dspy.predict import OnParseError, StrictPredict
+from postreason_dspy.predict import OnParseError, PostReasonPredict
 from postreason_dspy.signatures import (
     DEFAULT_INSTRUCTION,
     DEFAULT_RATIONALE_DESC,
@@ -40,7 +40,11 @@ class PostReason(dspy.Module):
         signature: any DSPy signature (string or class), any number of inputs and typed outputs.
         mode: "full" (answer, then rationale) or "answer_only" (stop at the rationale's marker).
             Override per call with `module(..., mode="answer_only")`.
-        rationale_field / rationale_desc / instruction: see `post_reason_signature`.
+        rationale_field / rationale_desc: the justification field's name and description.
+        instruction: the post-reasoning clause (default `DEFAULT_INSTRUCTION`), which may use `{outputs}`
+            (the answer fields, back-quoted) and `{rationale}`; None for none. It is the module's own:
+            added to every request after the signature's instructions, so an optimizer that rewrites
+            those (MIPROv2, COPRO, GEPA) keeps it. Read or change it as `module.instruction`.
         on_parse_error: "raise" a `CompletionParseError`, or "mark" the prediction as unparsed.
         **config: default LM keyword arguments (temperature, max_tokens, stop...).
     """
@@ -61,11 +65,20 @@ class PostReason(dspy.Module):
         self.rationale_field = rationale_field
         self.base_signature = ensure_signature(signature)  # what the optimizers re-word around
         extended = post_reason_signature(
-            signature, rationale_field=rationale_field, rationale_desc=rationale_desc, instruction=instruction
+            signature, rationale_field=rationale_field, rationale_desc=rationale_desc, instruction=None
         )
-        self.predict = StrictPredict(
-            extended, on_parse_error=on_parse_error, trailing_text_field=rationale_field, **config
+        self.predict = PostReasonPredict(
+            extended, rationale_field=rationale_field, clause=instruction, on_parse_error=on_parse_error, **config
         )
+
+    @property
+    def instruction(self) -> str | None:
+        """The post-reasoning clause (a template with `{outputs}`/`{rationale}`), kept by the predictor."""
+        return self.predict.clause
+
+    @instruction.setter
+    def instruction(self, clause: str | None) -> None:
+        self.predict.clause = clause
 
     def _call_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         mode = _check_mode(kwargs.pop("mode", self.mode))

@@ -13,7 +13,18 @@ DEFAULT_RATIONALE_FIELD = "rationale"
 
 DEFAULT_RATIONALE_DESC = "a justification of the answer above, written after it"
 
+# The post-reasoning clause. It defers to each answer field's own description and type: told only to
+# "give your final answer first", a 0.5B model wrote 'television' in a field described as "the letter
+# of the correct option".
 DEFAULT_INSTRUCTION = (
+    "Give your final answer first, in {outputs}, written exactly in the form each field's description and "
+    "type ask for (nothing more, no working before it). Only after the answer, in `{rationale}`, justify it "
+    "step by step: "
+    "your justification will be checked, so commit to the answer you can best defend."
+)
+
+# The default clause before that change, recognised in saved programs whose instructions still carry it.
+LEGACY_DEFAULT_INSTRUCTION = (
     "Give your final answer first, in {outputs}, with no working before it. "
     "Only after the answer, in `{rationale}`, justify it step by step: "
     "your justification will be checked, so commit to the answer you can best defend."
@@ -27,7 +38,11 @@ def post_reason_signature(
     rationale_desc: str = DEFAULT_RATIONALE_DESC,
     instruction: str | None = DEFAULT_INSTRUCTION,
 ) -> type[Signature]:
-    """Return `signature` in post-reasoning form.
+    """Return `signature` in post-reasoning form, for building a predictor of your own.
+
+    `PostReason` does not bake the clause into the instructions (an optimizer that rewrites them
+    would delete it): it calls this with `instruction=None` and its predictor adds the clause to
+    every request (`postreason_dspy.predict.PostReasonPredict`).
 
     The rationale is a plain `str` (not `dspy.Reasoning`, which native-reasoning models fill from
     hidden thinking that comes *before* the answer) with a default of "", so a completion cut at the
@@ -50,7 +65,12 @@ def post_reason_signature(
     )
 
 
+def fill_clause(instruction: str, outputs: list[str], rationale_field: str) -> str:
+    """The post-reasoning `instruction` with `{outputs}` (back-quoted names) and `{rationale}` filled in."""
+    names = ", ".join(f"`{name}`" for name in outputs)
+    return instruction.format(outputs=names, rationale=rationale_field)
+
+
 def post_reason_instructions(base: str, outputs: list[str], rationale_field: str, instruction: str) -> str:
     """`base` instructions followed by the post-reasoning `instruction`, filled in for these fields."""
-    names = ", ".join(f"`{name}`" for name in outputs)
-    return f"{base}\n\n{instruction.format(outputs=names, rationale=rationale_field)}"
+    return f"{base}\n\n{fill_clause(instruction, outputs, rationale_field)}"

@@ -18,7 +18,9 @@ import dspy
 from dspy.adapters.utils import parse_value
 from dspy.streaming import StreamListener, StreamResponse
 
+from postreason_dspy.adapters import PlainTextAdapter
 from postreason_dspy.decoding import active_adapter, field_start_marker
+from postreason_dspy.errors import UnsupportedAdapterError
 from postreason_dspy.modules import PostReason
 
 
@@ -89,7 +91,13 @@ async def stream_answer(program: dspy.Module, **inputs: Any) -> dspy.Prediction:
     prediction is returned as it came. A failure of the program is raised as itself, with its cause.
     """
     post = find_post_reason(program)
-    field_start_marker(active_adapter(), post.rationale_field)  # refuses adapters that cannot stream fields
+    adapter = active_adapter()
+    if isinstance(adapter, PlainTextAdapter):
+        raise UnsupportedAdapterError(
+            "stream_answer cannot stream with PlainTextAdapter (DSPy's stream listeners know only its own "
+            "adapters); use dspy.ChatAdapter() or dspy.XMLAdapter(), or call the program with mode='answer_only'"
+        )
+    field_start_marker(adapter, post.rationale_field)  # refuses adapters that cannot stream fields
     signature = post.predict.signature
     answer_fields = [name for name in signature.output_fields if name != post.rationale_field]
     listeners = [StreamListener(signature_field_name=name, predict=post.predict) for name in answer_fields]

@@ -6,7 +6,8 @@
     assert pred.answer == "42" and engine.requests[-1].stop == ("[[ ## rationale ## ]]",)
 
 Unlike DSPy's DummyLM it behaves like a model that follows the prompt: it writes the output fields
-in the order the prompt asks for them, in the active adapter's format (ChatAdapter or XMLAdapter),
+in the order the prompt asks for them, in the active adapter's format (ChatAdapter, XMLAdapter or
+postreason_dspy's PlainTextAdapter),
 then applies `stop` and `max_tokens` the way an OpenAI-compatible server does. Every request is
 recorded, and streams record how much text was produced before the consumer stopped reading.
 """
@@ -36,7 +37,9 @@ Script = Callable[[str], dict[str, str] | str]
 
 CHAT_ORDER = re.compile(r"Respond with the corresponding output fields, starting with the field (.*?), and then ending")
 XML_ORDER = re.compile(r"Respond with the corresponding output fields wrapped in XML tags (.*?)\.")
+PLAIN_ORDER = re.compile(r"Respond with the output fields, each on a line that starts with its label: (.*?)\.$", re.M)
 FIELD_NAME = re.compile(r"`(?:\[\[ ## (\w+) ## \]\]|<(\w+)>)`")
+PLAIN_LABEL = re.compile(r"`([^`]+):`")
 TOKEN = re.compile(r"\s*\S+")
 
 
@@ -136,7 +139,10 @@ class AsyncScriptedEngine:
 
 
 def requested_order(user_message: str) -> list[str]:
-    """The output field names in the order the prompt asks for them."""
+    """The output field names in the order the prompt asks for them (plain-text labels mapped back to names)."""
+    plain = PLAIN_ORDER.search(user_message)
+    if plain:
+        return ["_".join(label.lower().split()) for label in PLAIN_LABEL.findall(plain.group(1))]
     match = CHAT_ORDER.search(user_message) or XML_ORDER.search(user_message)
     if not match:
         raise AssertionError(f"prompt does not say which fields to write:\n{user_message}")
@@ -146,6 +152,9 @@ def requested_order(user_message: str) -> list[str]:
 def render(user_message: str, values: dict[str, str]) -> str:
     """Write `values` in the requested order and format, as an obedient model would."""
     order = requested_order(user_message)
+    if PLAIN_ORDER.search(user_message):
+        labels = PLAIN_LABEL.findall(PLAIN_ORDER.search(user_message).group(1))
+        return "\n\n".join(f"{label}: {values[name]}" for label, name in zip(labels, order, strict=True))
     xml = XML_ORDER.search(user_message) is not None
     parts = []
     for name in order:

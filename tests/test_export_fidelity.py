@@ -15,6 +15,7 @@ import jinja2
 import pytest
 
 from postreason_dspy import Direct, PostReason
+from postreason_dspy.adapters import PlainTextAdapter
 from postreason_dspy.benchmarks import get_benchmark
 from postreason_dspy.benchmarks.program_file import save_program
 from postreason_dspy.cli import main
@@ -85,7 +86,8 @@ def _load_script(path):
     return module
 
 
-ADAPTERS = [pytest.param(dspy.ChatAdapter(), id="chat"), pytest.param(dspy.XMLAdapter(), id="xml")]
+ADAPTERS = [pytest.param(dspy.ChatAdapter(), id="chat"), pytest.param(dspy.XMLAdapter(), id="xml"),
+            pytest.param(PlainTextAdapter(), id="plain")]
 
 
 @pytest.mark.parametrize("adapter", ADAPTERS)
@@ -205,5 +207,8 @@ def test_export_command_writes_each_format_and_resolves_tune_runs(tmp_path, caps
     xml = json.loads(export_program(run / "local", "messages", tmp_path / "x.json", adapter="xml").read_text())
     assert xml["adapter"] == "XMLAdapter" and xml["predictors"][0]["answer_only_stops"] == ["<rationale>",
                                                                                               "<Rationale>"]
+    plain = json.loads(export_program(run / "local", "messages", tmp_path / "p.json", adapter="plain").read_text())
+    assert plain["adapter"] == "PlainTextAdapter" and plain["predictors"][0]["parse"] == "plain"
+    assert plain["predictors"][0]["answer_only_stops"] == ["\nRationale:", "\nrationale:", "\nRATIONALE:"]
     assert main(["export", "nowhere", "--format", "text", "--runs-dir", runs]) == 2
     assert "no program file or tune run 'nowhere'" in " ".join(capsys.readouterr().err.split())

@@ -16,6 +16,7 @@ from dspy.adapters.base import Adapter
 from dspy.utils.callback import BaseCallback
 
 from postreason_dspy.decoding import field_start_marker
+from postreason_dspy.predict import request_signature
 
 SENTINEL = "\x00postreason-justification\x00"
 
@@ -65,16 +66,17 @@ def assistant_content(
 ) -> tuple[str, dict[str, list[int]]]:
     """The assistant message for `outputs`, and the spans [start, end) of its answer and justification parts.
 
-    The justification part runs from the justification field's marker to the end (with ChatAdapter it
-    includes the closing `[[ ## completed ## ]]`); the answer part is everything before it. Without a
-    justification field the answer part is the whole message and the justification span is empty."""
+    The justification part runs from the justification field's marker (`[[ ## rationale ## ]]`,
+    `<rationale>`, `Rationale:`) to the end (with ChatAdapter it includes the closing
+    `[[ ## completed ## ]]`); the answer part is everything before it. Without a justification field
+    the answer part is the whole message and the justification span is empty."""
     content = adapter.format_assistant_message_content(signature, outputs)
     if justification is None:
         return content, {"answer": [0, len(content)], "justification": [len(content), len(content)]}
     marker = field_start_marker(adapter, justification)
     probe = adapter.format_assistant_message_content(signature, {**outputs, justification: SENTINEL})
-    start = probe.index(SENTINEL) - len(marker) - 1  # the marker, a newline, then the value
-    if not content[start:].startswith(marker + "\n"):
+    start = probe.rindex(marker, 0, probe.index(SENTINEL))  # the last marker before the value
+    if not content[start:].startswith(marker):
         raise AssertionError(f"{type(adapter).__name__} did not write {marker!r} where expected")
     return content, {"answer": [0, start], "justification": [start, len(content)]}
 
@@ -84,6 +86,6 @@ def chat_record(
     justification: str | None,
 ) -> dict[str, Any]:
     """`{"messages": [system, (demos...), user, assistant], "spans": {...}}` for one predictor call."""
-    messages = adapter.format(predictor.signature, predictor.demos, inputs)
+    messages = adapter.format(request_signature(predictor), predictor.demos, inputs)
     content, spans = assistant_content(adapter, predictor.signature, outputs, justification)
     return {"messages": [*messages, {"role": "assistant", "content": content}], "spans": spans}

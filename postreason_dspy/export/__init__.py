@@ -17,6 +17,7 @@ import dspy
 from dspy.adapters.base import Adapter
 from dspy.utils.saving import get_dependency_versions
 
+from postreason_dspy.adapters import PlainTextAdapter
 from postreason_dspy.benchmarks.program_file import ProgramFile
 from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.export.formats import RENDERERS
@@ -27,12 +28,13 @@ from postreason_dspy.io import atomic_write_json, atomic_write_text
 
 FORMATS: tuple[str, ...] = ("messages", "text", "python", "jinja", "dspy")
 SUFFIXES = {"messages": ".json", "text": ".txt", "python": ".py", "jinja": ".jinja", "dspy": ".json"}
-ADAPTERS = {"chat": dspy.ChatAdapter, "xml": dspy.XMLAdapter}
+ADAPTERS = {"chat": dspy.ChatAdapter, "xml": dspy.XMLAdapter, "plain": PlainTextAdapter}
 
 
 def program_adapter(saved: ProgramFile, name: str | None = None) -> Adapter:
-    """The adapter the program runs with: `name` ("chat"/"xml"), else the file's metadata, else ChatAdapter."""
+    """The adapter the program runs with: `name` ("chat"/"xml"/"plain"), else the file's metadata, else ChatAdapter."""
     chosen = (name or str(saved.metadata.get("adapter") or "chat")).lower().removesuffix("adapter")
+    chosen = "plain" if chosen == "plaintext" else chosen  # the class name PlainTextAdapter
     if chosen not in ADAPTERS:
         raise ConfigurationError(f"unknown adapter {chosen!r}; choose from {', '.join(ADAPTERS)}")
     return ADAPTERS[chosen]()

@@ -15,6 +15,7 @@ from dspy.adapters.base import Adapter
 from dspy.adapters.utils import get_annotation_name
 from dspy.adapters.xml_adapter import XMLAdapter
 
+from postreason_dspy.adapters import PlainTextAdapter
 from postreason_dspy.decoding import (
     active_adapter,
     answer_only_stops,
@@ -25,6 +26,7 @@ from postreason_dspy.decoding import (
 from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.export.standalone import SLOT
 from postreason_dspy.modules import PostReason
+from postreason_dspy.predict import request_signature
 
 EXPORT_FORMAT = "postreason-export"
 EXPORT_VERSION = 1
@@ -53,11 +55,18 @@ def _slots_once(name: str, messages: list[dict[str, str]], inputs: list[str]) ->
         )
 
 
+def parse_rule(adapter: Adapter) -> str:
+    """How the standalone script reads a completion: "plain" (Label: lines), "xml" or "chat"."""
+    if isinstance(adapter, PlainTextAdapter):
+        return "plain"
+    return "xml" if isinstance(adapter, XMLAdapter) else "chat"
+
+
 def export_predictor(
     name: str, predictor: dspy.Predict, adapter: Adapter, rationale_field: str | None, settings: dict[str, Any]
 ) -> dict[str, Any]:
     """One predictor's prompt and decoding rules (see the module docstring)."""
-    signature = predictor.signature
+    signature = request_signature(predictor)  # with the post-reasoning clause its requests carry
     inputs = list(signature.input_fields)
     messages = adapter.format(signature, predictor.demos, {field: placeholder(field) for field in inputs})
     _slots_once(name, messages, inputs)
@@ -80,7 +89,7 @@ def export_predictor(
         "output_markers": {field: field_start_marker(adapter, field) for field in outputs},
         "end_marker": field_end_marker(adapter, outputs[-1]),
         "answer_only_stops": answer_only_stops(adapter, rationale_field) if rationale_field else None,
-        "parse": "xml" if isinstance(adapter, XMLAdapter) else "chat",
+        "parse": parse_rule(adapter),
         "settings": {**settings, **config},
     }
 

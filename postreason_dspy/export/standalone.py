@@ -88,11 +88,37 @@ def _xml_sections(text: str, names: list[str]) -> dict[str, str]:
     return found
 
 
+def _plain_sections(text: str, markers: dict[str, str]) -> dict[str, str]:
+    """PlainTextAdapter's parse: a line starting with a field's `Label:` (any case, markdown bold allowed)
+    opens that field, once; a later label line of a field already read stays text of the current one."""
+    decoration = r"[\s*_#]*"
+    by_label = {marker[:-1].lower(): name for name, marker in markers.items()}
+    labels = "|".join(re.escape(label) for label in sorted(by_label, key=len, reverse=True))
+    pattern = re.compile(rf"^{decoration}({labels}){decoration}:{decoration}", re.IGNORECASE)
+    found: dict[str, list[str]] = {}
+    current = None
+    for line in text.splitlines():
+        match = pattern.match(line)
+        name = by_label[match.group(1).lower()] if match else None
+        if match and name not in found:
+            current = name
+            rest = line[match.end():].strip()
+            found[name] = [rest] if rest else []
+        elif current is not None:
+            found[current].append(line)
+    return {name: "\n".join(lines).strip() for name, lines in found.items()}
+
+
 def parse_answer(entry: dict[str, Any], completion: str) -> dict[str, Any]:
     """The answer fields (and the rationale, when it was generated) of `completion`; typed fields JSON-decoded."""
     outputs = entry["outputs"]
     names = [field["name"] for field in outputs]
-    found = _xml_sections(completion, names) if entry["parse"] == "xml" else _chat_sections(completion)
+    if entry["parse"] == "plain":
+        found = _plain_sections(completion, entry["output_markers"])
+    elif entry["parse"] == "xml":
+        found = _xml_sections(completion, names)
+    else:
+        found = _chat_sections(completion)
     missing = [name for name in entry["answer_fields"] if name not in found]
     if missing:
         raise ValueError(f"the completion holds no {', '.join(missing)} field: {completion[:300]!r}")
