@@ -42,6 +42,7 @@ from postreason_dspy.cli.options import add_model_arguments, lm_from_args
 from postreason_dspy.decoding import answer_only_stops, strict_adapter
 from postreason_dspy.evaluation import RunStore
 from postreason_dspy.models import KEY_ENV, LOCAL_MODEL_STRING, describe_lm, redact
+from postreason_dspy.predict import request_signature
 
 # litellm's own defaults for the OpenAI-style providers whose base get_llm_provider leaves unset
 CHAT_COMPLETIONS_BASES = {"openai": "https://api.openai.com/v1", "openrouter": "https://openrouter.ai/api/v1"}
@@ -62,7 +63,8 @@ def request_bodies(lm: dspy.LM, program: dspy.Module, examples: list[dspy.Exampl
         settings["stop"] = stop
     model = lm.model.split("/", 1)[1]
     return [
-        {"model": model, "messages": adapter.format(predictor.signature, predictor.demos, example.inputs().toDict()),
+        {"model": model,
+         "messages": adapter.format(request_signature(predictor), predictor.demos, example.inputs().toDict()),
          **settings}
         for example in examples
     ]

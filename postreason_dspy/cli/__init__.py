@@ -12,7 +12,7 @@ from postreason_dspy.cli.plugins import load_plugins
 from postreason_dspy.errors import PostReasonError
 
 # Sub-command modules under postreason_dspy.cli; each defines register(subparsers) that sets `func`.
-COMMAND_MODULES: tuple[str, ...] = ("local", "benchmarks", "eval", "report", "finetune", "tune")
+COMMAND_MODULES: tuple[str, ...] = ("local", "benchmarks", "eval", "report", "export", "distill", "tune", "finetune")
 
 
 def build_parser() -> argparse.ArgumentParser:
