@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 import json
 
 import dspy
 import pytest
+from gpqa_fake import fake_gpqa, leaked, write_program_with_demos
 
 from postreason_dspy.benchmarks import get_benchmark
 from postreason_dspy.benchmarks.program_file import save_program
@@ -101,29 +101,8 @@ def test_only_tuning_splits_are_distilled(tmp_path):
         run_distill_job(DistillJob(program=_gsm8k_program(tmp_path), out=tmp_path / "o", split="test"), lm)
 
 
-GPQA_COLUMNS = ["Record ID", "Question", "Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2",
-                "Incorrect Answer 3"]
-
-
-def _fake_gpqa(folder):
-    rows = [
-        [f"rec{n}", f"Which zorblax isotope {n} decays by quibbling?", f"Quibblium-{n}", f"Flarnite-{n}",
-         f"Snorbium-{n}", f"Vexon-{n}"]
-        for n in range(12)
-    ]
-    with (folder / "gpqa.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(GPQA_COLUMNS)
-        writer.writerows(rows)
-    return [text for row in rows for text in row[1:]]
-
-
-def _written_text(folder):
-    return "\n".join(path.read_text(errors="replace") for path in folder.rglob("*") if path.is_file())
-
-
 def test_gpqa_text_never_reaches_an_output_folder(tmp_path, data_dir, scripted, capsys):
-    secrets = _fake_gpqa(data_dir)
+    secrets = fake_gpqa(data_dir)
     bench = get_benchmark("gpqa")
     with_demos = bench.program("post")
     with_demos.choose.predict.demos = [
@@ -133,7 +112,10 @@ def test_gpqa_text_never_reaches_an_output_folder(tmp_path, data_dir, scripted, 
     assert len(with_demos.choose.predict.demos) == 2
     out = tmp_path / "out"
     out.mkdir()
-    save_program(with_demos, tmp_path / "gpqa-demos.json", benchmark="gpqa", strategy="post", model="local")
+    with pytest.raises(ConfigurationError, match="must never be stored in plain text"):
+        save_program(with_demos, tmp_path / "gpqa-demos.json", benchmark="gpqa", strategy="post", model="local")
+    assert not (tmp_path / "gpqa-demos.json").exists()
+    write_program_with_demos(with_demos, tmp_path / "gpqa-demos.json")
     save_program(bench.program("post"), tmp_path / "gpqa-plain.json", benchmark="gpqa", strategy="post")
 
     for fmt in ("messages", "text", "python", "jinja", "dspy"):
@@ -149,7 +131,5 @@ def test_gpqa_text_never_reaches_an_output_folder(tmp_path, data_dir, scripted, 
 
     assert sorted(path.name for path in out.iterdir()) == ["plain.json"]
     assert not scripted.requests
-    written = _written_text(out)
-    assert "Answer the multiple-choice question." in written  # the export is there, without GPQA's text
-    leaked = [text for text in secrets if text in written]
-    assert not leaked
+    assert "Answer the multiple-choice question." in (out / "plain.json").read_text()  # there, without GPQA's text
+    assert not leaked(out, secrets)

@@ -61,6 +61,15 @@ class ProgramFile:
         }
 
 
+def has_demos(state: Any) -> bool:
+    """Whether a DSPy state (any nesting) holds a non-empty `demos` list."""
+    if isinstance(state, dict):
+        return bool(state.get("demos")) or any(has_demos(value) for value in state.values())
+    if isinstance(state, list):
+        return any(has_demos(value) for value in state)
+    return False
+
+
 def save_program(
     program: dspy.Module,
     path: str | Path,
@@ -71,11 +80,20 @@ def save_program(
     program_kwargs: dict[str, Any] | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> ProgramFile:
-    """Write `program` (built by `get_benchmark(benchmark).program(strategy, **program_kwargs)`) to `path`."""
+    """Write `program` (built by `get_benchmark(benchmark).program(strategy, **program_kwargs)`) to `path`.
+
+    Refuses a program with demos for a benchmark that withholds its text (GPQA): demos quote its questions."""
+    state = program.dump_state()
+    bench = get_benchmark(benchmark)
+    if bench.withhold_text and has_demos(state):
+        raise ConfigurationError(
+            f"{bench.name} ({bench.title}) must never be stored in plain text, and this program's demos would "
+            f"hold its questions; {path} was not written"
+        )
     saved = ProgramFile(
         benchmark=benchmark,
         strategy=strategy,
-        state=program.dump_state(),
+        state=state,
         model=model,
         program_kwargs=dict(program_kwargs or {}),
         metadata=dict(metadata or {}),

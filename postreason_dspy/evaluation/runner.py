@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextvars
 import dataclasses
 import platform
+import re
 import shlex
 import threading
 import time
@@ -102,6 +103,19 @@ def _score(bench: BenchmarkLike, example: dspy.Example, pred: dspy.Prediction) -
         return answer, None, f"scoring failed: {type(exc).__name__}: {exc}"
 
 
+WITHHELD = "text withheld"
+_LETTER = re.compile(r"[A-Z]")
+
+
+def _withheld(problem: str | None, error: Exception | None) -> str | None:
+    """A problem's text without its message (a parse error quotes the completion): its kind and type only."""
+    if problem is None:
+        return None
+    kind = "scoring failed: " if problem.startswith("scoring failed") else ""
+    name = type(error).__name__ if error is not None else problem.removeprefix(kind).partition(":")[0]
+    return f"{kind}{name} ({WITHHELD})"
+
+
 def example_record(
     setting: Setting,
     bench: BenchmarkLike,
@@ -114,7 +128,9 @@ def example_record(
     """One line of examples.jsonl: what was asked, what came back, whether it was right, what it cost.
 
     A metric or extractor that raises is recorded on the example (status "error", `error` says "scoring
-    failed"), so one odd answer cannot end a run."""
+    failed"), so one odd answer cannot end a run. For a benchmark that withholds its text (GPQA) the
+    record keeps nothing that can quote it: no inputs and no completion, the answer only when it is an
+    option letter, and of a parse error or failure only its type."""
     calls = probe.calls if probe is not None else []
     group_field = getattr(bench, "macro_average_by", None)
     parse_error = pred.get("parse_error") if pred is not None else None
@@ -124,6 +140,10 @@ def example_record(
     answer, correct, problem = _score(bench, example, pred) if pred is not None else (None, None, None)
     if error is not None:
         problem = f"{type(error).__name__}: {error}"
+    if bench.withhold_text:
+        completion, problem = None, _withheld(problem, error)
+        answer = answer if isinstance(answer, str) and _LETTER.fullmatch(answer) else None
+        parse_error = f"unparsed ({WITHHELD})" if parse_error else None
     return ExampleRecord(
         model=setting.model,
         benchmark=setting.benchmark,

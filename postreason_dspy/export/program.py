@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from postreason_dspy.benchmarks import Benchmark, get_benchmark
-from postreason_dspy.benchmarks.program_file import ProgramFile, read_program
+from postreason_dspy.benchmarks.program_file import ProgramFile, has_demos, read_program
 from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.io import json_id
 
@@ -59,15 +59,6 @@ def describe(saved: ProgramFile) -> dict[str, Any]:
         "model": saved.model,
         "program_hash": program_hash(saved),
     }
-
-
-def has_demos(state: Any) -> bool:
-    """Whether a DSPy state (any nesting) holds a non-empty `demos` list."""
-    if isinstance(state, dict):
-        return bool(state.get("demos")) or any(has_demos(value) for value in state.values())
-    if isinstance(state, list):
-        return any(has_demos(value) for value in state)
-    return False
 
 
 def refuse_withheld(bench: Benchmark, what: str) -> None:

@@ -157,6 +157,8 @@ def render_tune_summary(summary: dict[str, Any], console: Console) -> None:
     console.print(table)
     for model, row in summary["models"].items():
         console.print(f"[bold]{escape(model)}[/]: use {escape(row['recommendation_text'])}", highlight=False)
+        if row.get("note"):
+            console.print(f"[yellow]note: {escape(row['note'])}[/]", highlight=False)
 
 
 def tune_run_path(run: str | Path | None, runs_dir: Path) -> Path | None:

@@ -9,7 +9,8 @@
     runs/<run-id>/<model-slug>/test/        an evaluation run on the test split: direct, untuned, tuned
 
 Every step is kept on disk as it finishes, so an interrupted run resumes where it stopped: finished
-trials, demo sets, dev scores and test answers are reused, never redone.
+trials, demo sets, dev scores and test answers are reused, never redone. A benchmark that withholds its
+text (GPQA) is tuned without demos (wording only): demos would quote its questions in these files.
 """
 
 from __future__ import annotations
@@ -120,6 +121,13 @@ class TuneConfig:
         return cls(**values)
 
 
+def withheld_note(bench: Any) -> str:
+    """Why a benchmark that withholds its text (GPQA) is tuned without demos: they would quote its questions
+    in demo_sets.json, the study and program.json."""
+    return (f"{bench.name} must never be stored in plain text, and demos quote its questions: "
+            "only the instruction wording is tuned (no demo sets)")
+
+
 def model_slug(model: str) -> str:
     """A directory name for a model string: openai/gpt-4o-mini -> openai-gpt-4o-mini."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", model).strip("-.")
@@ -222,10 +230,11 @@ class TuneRun:
             train=[str(ex.id) for ex in train], dev=[str(ex.id) for ex in dev], seed=config.seed,
         )
         untuned = bench.program(config.program_strategy)
+        num_demo_sets, max_demos = (0, 0) if bench.withhold_text else (config.num_demo_sets, config.max_demos)
         with self.progress(model) as on_trial, dspy.context(lm=lm):
             search = PostReasonSearch(
-                bench.metric, num_trials=config.trials, num_demo_sets=config.num_demo_sets,
-                max_bootstrapped_demos=config.max_demos, seed=config.seed, storage=config.storage, study_name=study,
+                bench.metric, num_trials=config.trials, num_demo_sets=num_demo_sets,
+                max_bootstrapped_demos=max_demos, seed=config.seed, storage=config.storage, study_name=study,
                 run_dir=folder, max_lm_calls=config.max_lm_calls, aggregate=bench.accuracy, on_trial=on_trial,
             )
             best = search.compile(untuned, trainset=train, valset=dev)
@@ -240,7 +249,8 @@ class TuneRun:
                                "trials": record["counted"], "study": record["study_name"],
                                "best_trial": record["best"], "stopped": record["stopped"]})
         test = self._test(model, folder, program_path)
-        return self._model_summary(model, folder, record, direct, dev_scores, test, train, dev)
+        summary = self._model_summary(model, folder, record, direct, dev_scores, test, train, dev)
+        return {**summary, "note": withheld_note(bench)} if bench.withhold_text else summary
 
     def _direct_on_dev(self, folder: Path, bench: Any, dev: list[dspy.Example]) -> dict[str, Any]:
         """Direct answer on the dev questions (kept in dev.json, so a resumed run does not redo it)."""
