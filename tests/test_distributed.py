@@ -10,7 +10,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
+from search_worker import start_worker
 
 from postreason_dspy import PostReason
 from postreason_dspy.io import JsonlLog
@@ -26,37 +26,6 @@ from postreason_dspy.optimizers.post_reason_search import counted_trials, prompt
 from postreason_dspy.optimizers.study import open_study
 
 EXPERT = "An expert will review"
-
-WORKER = """
-import sys, time, dspy
-from pathlib import Path
-from postreason_dspy import PostReason
-from postreason_dspy.optimizers.post_reason_search import PostReasonSearch
-from postreason_dspy.testing import scripted_lm
-
-run_dir, storage, study, trials, slow_after = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
-lm, engine = scripted_lm({})
-def script(user):
-    system = engine.requests[-1].messages[0]["content"]
-    if len(engine.requests) == slow_after:
-        Path(run_dir, "mid-trial").write_text("x")
-        time.sleep(600)
-    right = "An expert will review" in system or "train" in user.split("[[ ## question ## ]]")[-1]
-    return {"answer": "right" if right else "wrong", "rationale": "since it is so"}
-engine.script = script
-def exact(example, pred, trace=None):
-    return pred.answer == example.answer
-def examples(n, prefix):
-    return [dspy.Example(id=f"{prefix}{i}", question=f"{prefix}{i}", answer="right").with_inputs("question")
-            for i in range(n)]
-search = PostReasonSearch(exact, num_trials=trials, num_demo_sets=2, max_bootstrapped_demos=1, run_dir=run_dir,
-                          storage=storage, study_name=study, heartbeat_interval=0.2, grace_period=1.5)
-with dspy.context(lm=lm):
-    best = search.compile(PostReason("question -> answer", mode="answer_only"),
-                          trainset=examples(4, "train"), valset=examples(3, "d"))
-print("BEST", best.score)
-"""
-
 
 def _server_binaries() -> Path | None:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
@@ -98,11 +67,6 @@ def postgres_url() -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def start_worker(run_dir: Path, storage: str, study: str, trials: int, slow_after: int) -> subprocess.Popen:
-    args = [sys.executable, "-c", WORKER, str(run_dir), storage, study, str(trials), str(slow_after)]
-    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
 def wait_for(path: Path, worker: subprocess.Popen, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():
@@ -115,9 +79,9 @@ def test_two_workers_one_killed_mid_trial_share_one_study(tmp_path, postgres_url
     trials, study_name = 6, "two-workers"
     a_dir, b_dir = tmp_path / "a", tmp_path / "b"
     # Worker A: 2 bootstrap calls, then 3 dev calls per trial: call 10 is inside its third trial.
-    a = start_worker(a_dir, postgres_url, study_name, trials, slow_after=10)
+    a = start_worker(a_dir, trials, 10, postgres_url, study_name, grace_period=1.5)
     wait_for(a_dir / "mid-trial", a)
-    b = start_worker(b_dir, postgres_url, study_name, trials, slow_after=-1)
+    b = start_worker(b_dir, trials, -1, postgres_url, study_name, grace_period=1.5)
     wait_for(b_dir / "trials.jsonl", b)  # B is working beside A...
     os.kill(a.pid, signal.SIGKILL)  # ...when A dies in the middle of a trial
     a.wait()

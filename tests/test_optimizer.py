@@ -8,13 +8,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import dspy
 import optuna
 import pytest
+from search_worker import start_worker
 
 from postreason_dspy import Direct, PostReason
 from postreason_dspy.errors import ConfigurationError
@@ -176,43 +176,6 @@ def test_storage_without_study_name_gets_a_deterministic_one(tmp_path):
 
 
 # ----- a real process killed in the middle of a trial -----
-
-WORKER = """
-import sys, time, dspy
-from pathlib import Path
-from postreason_dspy import PostReason
-from postreason_dspy.optimizers.post_reason_search import PostReasonSearch
-from postreason_dspy.testing import scripted_lm
-
-run_dir, storage, study = sys.argv[1], sys.argv[2] or None, sys.argv[3] or None
-trials, slow_after = int(sys.argv[4]), int(sys.argv[5])
-lm, engine = scripted_lm({})
-def script(user):
-    system = engine.requests[-1].messages[0]["content"]
-    if len(engine.requests) == slow_after:
-        Path(run_dir, "mid-trial").write_text("x")
-        time.sleep(600)
-    right = "An expert will review" in system or "train" in user.split("[[ ## question ## ]]")[-1]
-    return {"answer": "right" if right else "wrong", "rationale": "since it is so"}
-engine.script = script
-def exact(example, pred, trace=None):
-    return pred.answer == example.answer
-def examples(n, prefix):
-    return [dspy.Example(id=f"{prefix}{i}", question=f"{prefix}{i}", answer="right").with_inputs("question")
-            for i in range(n)]
-search = PostReasonSearch(exact, num_trials=trials, num_demo_sets=2, max_bootstrapped_demos=1, run_dir=run_dir,
-                          storage=storage, study_name=study, heartbeat_interval=0.2, grace_period=1.0)
-with dspy.context(lm=lm):
-    best = search.compile(PostReason("question -> answer", mode="answer_only"),
-                          trainset=examples(4, "train"), valset=examples(3, "d"))
-print("BEST", best.score)
-"""
-
-
-def start_worker(run_dir: Path, trials: int, slow_after: int, storage: str = "", study: str = "") -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", WORKER, str(run_dir), storage, study, str(trials), str(slow_after)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
 
 def kill_mid_trial(worker: subprocess.Popen, run_dir: Path, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
