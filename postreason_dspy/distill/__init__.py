@@ -40,7 +40,7 @@ from postreason_dspy.decoding import active_adapter, strict_adapter
 from postreason_dspy.distill.card import Provenance, dataset_card
 from postreason_dspy.distill.leakage import LeakageGuard, normalize_text, text_hash
 from postreason_dspy.distill.output import write_outputs
-from postreason_dspy.distill.run import DistillStats, distill_examples
+from postreason_dspy.distill.run import Distiller, DistillStats, distill_examples
 
 
 def distill(
@@ -61,8 +61,8 @@ def distill(
     out = Path(out)
     adapter = strict_adapter(adapter or active_adapter())
     provenance = provenance or Provenance()
-    stats, lines = distill_examples(program, examples, metric, out, adapter=adapter, rationalize=rationalize,
-                                    guard=guard, provenance=provenance.for_records(), on_example=on_example)
+    distiller = Distiller(program, metric, adapter, rationalize, guard, provenance.for_records())
+    stats, lines = distill_examples(distiller, examples, out, on_example)
     write_outputs(out, stats, lines, dataset_card(stats, provenance, guard, rationalize, type(adapter).__name__))
     return stats
 

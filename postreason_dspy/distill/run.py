@@ -15,7 +15,6 @@ from typing import Any
 import dspy
 from dspy.adapters.base import Adapter
 
-from postreason_dspy.decoding import active_adapter, strict_adapter
 from postreason_dspy.distill.leakage import LeakageGuard
 from postreason_dspy.distill.records import Call, CallRecorder, chat_record
 from postreason_dspy.errors import CompletionParseError, PostReasonError
@@ -160,15 +159,9 @@ def _answer(pred: Any) -> Any:
 
 
 def distill_examples(
-    program: dspy.Module,
+    distiller: Distiller,
     examples: Iterable[dspy.Example],
-    metric: Callable[..., Any],
     out: str | Path,
-    *,
-    adapter: Adapter | None = None,
-    rationalize: bool = False,
-    guard: LeakageGuard | None = None,
-    provenance: dict[str, Any] | None = None,
     on_example: Callable[[DistillStats], None] | None = None,
 ) -> tuple[DistillStats, list[dict[str, Any]]]:
     """Append each new example's outcome to OUT/examples.jsonl; return the counts and the whole log."""
@@ -176,8 +169,6 @@ def distill_examples(
     log.repair()
     earlier, _ = log.read(lambda line: isinstance(line, dict) and "id" in line and "outcome" in line)
     done = {line["id"] for line in earlier if line["outcome"] in DONE}
-    distiller = Distiller(program, metric, strict_adapter(adapter or active_adapter()), rationalize, guard,
-                          dict(provenance or {}))
     stats, seen = DistillStats(), set()
     for example in examples:
         key = example_id(example)
