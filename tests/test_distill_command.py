@@ -25,15 +25,6 @@ def _jsonl(path, rows):
 
 
 @pytest.fixture
-def data_dir(tmp_path, monkeypatch):
-    folder = tmp_path / "data"
-    folder.mkdir()
-    monkeypatch.setenv("POSTREASON_DATA_DIR", str(folder))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return folder
-
-
-@pytest.fixture
 def scripted(monkeypatch):
     lm, engine = scripted_lm(VALUES)
     monkeypatch.setattr("postreason_dspy.cli.distill.resolve_lm", lambda *args, **kwargs: lm)

@@ -31,12 +31,8 @@ def parroting(user: str) -> dict[str, str] | str:
 
 
 @pytest.fixture
-def gpqa(tmp_path, monkeypatch):
-    folder = tmp_path / "data"
-    folder.mkdir()
-    monkeypatch.setenv("POSTREASON_DATA_DIR", str(folder))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    texts = fake_gpqa(folder, rows=40)
+def gpqa(data_dir, monkeypatch):
+    texts = fake_gpqa(data_dir, rows=40)
     lm, engine = scripted_lm(parroting)
     monkeypatch.setattr("postreason_dspy.evaluation.runner.resolve_lm", lambda *a, **k: lm)
     monkeypatch.setattr("postreason_dspy.tuning.run.resolve_lm", lambda *a, **k: lm)
