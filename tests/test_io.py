@@ -17,6 +17,11 @@ def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]
 
 
+def test_replaced_files_are_readable_by_others_like_any_written_file(tmp_path):
+    atomic_write_json(tmp_path / "summary.json", {})
+    assert (tmp_path / "summary.json").stat().st_mode & 0o777 == 0o644
+
+
 def test_a_torn_last_line_is_skipped_then_cut_so_appending_goes_on(tmp_path):
     log = JsonlLog(tmp_path / "records.jsonl")
     log.append_many([{"id": "1"}, {"id": "2"}])
