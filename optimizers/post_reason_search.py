@@ -16,6 +16,21 @@ the result trustworthy:
 - with a `run_dir`, the demo sets (`demo_sets.json`, checked by hash) and one line per trial
   (`trials.jsonl`) are kept there; an interrupted trial is re-run and not counted; several workers
   may share one study (a shared storage): the budget is the study's count of finished trials.
+
+Optional dimensions (each off by default, so the default search is the one above):
+
+- `adapters`: the output format (ChatAdapter, XMLAdapter, PlainTextAdapter), program-wide; the chosen
+  program carries it (`postreason_dspy.bound_adapter`) and its `.adapter` names it;
+- `rationale_fields`: the rationale field's name and description per PostReason (`space`); the chosen
+  program's `.program_kwargs` holds `rationale_field`/`rationale_desc` to rebuild it;
+- `num_proposals`: clause wordings proposed by `prompt_model` (default the task model), shown training
+  examples and the signature; valid ones join the catalogue (kept in the study, so a resume reuses them);
+- `minibatch`: candidates are scored `minibatch` dev examples at a time, each step's running score is
+  reported to Optuna, and a candidate that could not beat the best complete score even with every
+  remaining answer right is pruned (`pruner="median"` also applies Optuna's MedianPruner); pruned
+  trials count toward `num_trials`, their LM calls toward the cost; survivors are scored on all of dev;
+- `select="cheapest-within-ci"`: of the complete candidates whose dev score lies within the 95% Wilson
+  interval of the best, the one with the fewest output tokens per answer.
 """
 
 from __future__ import annotations
@@ -38,10 +53,12 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from postreason_dspy import PostReason
+from postreason_dspy.bound_adapter import active_adapter_name, adapter_name, with_adapter
 from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.io import JsonlLog, atomic_write_json, json_id
 from postreason_dspy.optimizers import demos as demo_sets
-from postreason_dspy.optimizers.scoring import Aggregate, Metric, Usage, mean_score, score_program
+from postreason_dspy.optimizers.scoring import Aggregate, Metric, Scored, Usage, mean_score, score_program
+from postreason_dspy.optimizers.space import RationaleVariant, propose_wordings, rationale_variant, set_rationale
 from postreason_dspy.optimizers.study import (
     RETRY_OF,
     Heartbeat,
@@ -60,6 +77,9 @@ STUDY_DB = "study.db"
 STATES = ("complete", "duplicate", "pruned", "failed", "interrupted")
 DUPLICATE_OF = "duplicate_of"
 MAX_REPEATS = 100  # duplicates in a row before the sampler is taken to have nothing new to offer
+MINIBATCH_PRUNED = "minibatch_pruned"
+SELECTIONS = ("best", "cheapest-within-ci")
+PRUNERS = ("bound", "median")
 
 
 Wording = dict[str, Any]  # {"instructions": the signature's text, "clause": the predictor's own clause (if it has one)}
@@ -107,15 +127,30 @@ def instruction_candidates(program: dspy.Module, wordings: Sequence[str]) -> lis
     return candidates
 
 
-def apply_candidate(program: dspy.Module, wordings: Sequence[Wording], demos: Sequence[Sequence[dict]]) -> dspy.Module:
-    """A copy of `program` with these wordings and demos, per predictor."""
+def apply_candidate(
+    program: dspy.Module,
+    wordings: Sequence[Wording],
+    demos: Sequence[Sequence[dict]],
+    *,
+    adapter: str | None = None,
+    rationales: Sequence[RationaleVariant | None] | None = None,
+) -> dspy.Module:
+    """A copy of `program` with these wordings and demos, per predictor; optionally a rationale variant per
+    predictor (None keeps it) and an adapter the copy carries."""
     candidate = program.deepcopy()
-    for predictor, wording, chosen in zip(candidate.predictors(), wordings, demos, strict=True):
+    owners = {id(m.predict): m for _, m in candidate.named_sub_modules() if isinstance(m, PostReason)}
+    rationales = rationales or [None] * len(wordings)
+    for predictor, wording, chosen, variant in zip(candidate.predictors(), wordings, demos, rationales, strict=True):
         predictor.signature = predictor.signature.with_instructions(wording["instructions"])
         if "clause" in wording and _owns_clause(predictor):
             predictor.clause = wording["clause"]
+        owner = owners.get(id(predictor))
+        if variant is not None and owner is not None:
+            old = owner.rationale_field
+            set_rationale(owner, tuple(variant))
+            chosen = [{(variant[0] if key == old else key): value for key, value in demo.items()} for demo in chosen]
         predictor.demos = demo_sets.as_demos(chosen)
-    return candidate
+    return with_adapter(candidate, adapter) if adapter else candidate
 
 
 def rebuild_from_study(program: dspy.Module, study: optuna.Study, trial: FrozenTrial | None = None) -> dspy.Module:
@@ -127,13 +162,46 @@ def rebuild_from_study(program: dspy.Module, study: optuna.Study, trial: FrozenT
     options = [{set_id: demos for set_id, demos, _ in demo_sets.demo_options(document, i)}
                for i in range(len(program.predictors()))]
     chosen = [options[i][set_id] for i, set_id in enumerate(trial.user_attrs["demo_set_ids"])]
-    return apply_candidate(program, trial.user_attrs["wordings"], chosen)
+    return apply_candidate(program, trial.user_attrs["wordings"], chosen, adapter=trial.user_attrs.get("adapter"),
+                           rationales=trial.user_attrs.get("rationales"))
 
 
 def counted_trials(study: optuna.Study) -> list[FrozenTrial]:
     """Finished trials that count toward the budget: complete and not duplicates, in trial order."""
     return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             if DUPLICATE_OF not in t.user_attrs]
+
+
+def tried_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """Trials that count toward `num_trials`: the counted ones and those pruned on a minibatch."""
+    pruned = [t for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
+              if t.user_attrs.get(MINIBATCH_PRUNED) and DUPLICATE_OF not in t.user_attrs]
+    return sorted([*counted_trials(study), *pruned], key=lambda t: t.number)
+
+
+def cheapest_within_ci(study: optuna.Study, n: int) -> FrozenTrial | None:
+    """Of the counted trials whose dev score lies within the 95% Wilson interval of the best's (`n` dev
+    examples), the one with the fewest output tokens per answer; ties go to the better score, then the earlier."""
+    from postreason_dspy.evaluation.stats import wilson_interval  # evaluation sits above the optimizers
+
+    best = best_trial(study)
+    if best is None:
+        return None
+    low, _ = wilson_interval(round(best.value * n), n)
+    close = [t for t in counted_trials(study) if t.value >= low - 1e-12]
+    return min(close, key=lambda t: (t.user_attrs.get("answer_tokens", float("inf")), -t.value, t.number))
+
+
+def tuned_kwargs(rationales: Sequence[RationaleVariant | None] | None) -> dict[str, str]:
+    """The constructor arguments that rebuild a program whose PostReason got rationale variant(s)
+    `rationales` (a benchmark program passes them to its one post-reasoning step); {} when none changed."""
+    chosen = {tuple(v) for v in rationales or () if v is not None}
+    if not chosen:
+        return {}
+    if len(chosen) > 1:
+        raise ConfigurationError("the predictors got different rationale fields: no one program_kwargs rebuilds it")
+    name, desc = chosen.pop()
+    return {"rationale_field": name, "rationale_desc": desc}
 
 
 def best_trial(study: optuna.Study) -> FrozenTrial | None:
@@ -159,6 +227,9 @@ class TrialRecord:
     seconds: float
     baseline: bool
     unparsed: int = 0
+    answer_tokens: float | None = None
+    adapter: str | None = None
+    rationale_fields: list[str | None] | None = None
     duplicate_of: int | None = None
     retry_of: int | None = None
     note: str | None = None
@@ -200,6 +271,14 @@ class PostReasonSearch(Teleprompter):
         heartbeat_interval / grace_period: a RUNNING trial silent for `grace_period` seconds belongs to
             a dead worker (shared storages only: in a private storage every RUNNING trial at start is one).
         on_trial: called with each TrialRecord and the search's progress (for a progress display).
+        adapters: output formats to choose among (names of `postreason_dspy.bound_adapter.ADAPTERS`, or
+            chat/xml/plain); empty: the format is not searched.
+        rationale_fields: rationale field names to choose among per PostReason (see `space.RATIONALE_VARIANTS`).
+        num_proposals / prompt_model: clause wordings to ask of the prompt model (default: the task model).
+        minibatch / pruner: score candidates this many dev examples at a time and prune ("bound", or
+            "median" for Optuna's MedianPruner as well); None scores every candidate on all of dev.
+        select: "best" dev score, or "cheapest-within-ci" (fewest output tokens per answer within the
+            95% Wilson interval of the best).
     """
 
     def __init__(
@@ -220,10 +299,34 @@ class PostReasonSearch(Teleprompter):
         heartbeat_interval: float = 30.0,
         grace_period: float = 120.0,
         on_trial: Callable[[TrialRecord, dict[str, Any]], None] | None = None,
+        adapters: Sequence[str] = (),
+        rationale_fields: Sequence[str] = (),
+        num_proposals: int = 0,
+        prompt_model: dspy.LM | None = None,
+        minibatch: int | None = None,
+        pruner: str = "bound",
+        select: str = "best",
     ):
         super().__init__()
         if num_trials < 1 or num_demo_sets < 0:
             raise ConfigurationError("num_trials must be at least 1 and num_demo_sets at least 0")
+        if minibatch is not None and minibatch < 1:
+            raise ConfigurationError(f"minibatch must be at least 1, not {minibatch}")
+        if num_proposals < 0:
+            raise ConfigurationError(f"num_proposals must be 0 or more, not {num_proposals}")
+        if select not in SELECTIONS or pruner not in PRUNERS:
+            raise ConfigurationError(f"select must be one of {', '.join(SELECTIONS)} and pruner one of "
+                                     f"{', '.join(PRUNERS)}, not {select!r} / {pruner!r}")
+        try:
+            self.adapters = tuple(dict.fromkeys(adapter_name(a) for a in adapters))
+            self.rationale_variants = [rationale_variant(name) for name in dict.fromkeys(rationale_fields)]
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
+        self.num_proposals = num_proposals
+        self.prompt_model = prompt_model
+        self.minibatch = minibatch
+        self.pruner = pruner
+        self.select = select
         if max_lm_calls is not None and max_lm_calls < 1:
             raise ConfigurationError(f"max_lm_calls must be at least 1, not {max_lm_calls}")
         self.metric = metric
@@ -288,23 +391,67 @@ class PostReasonSearch(Teleprompter):
             self.log.repair()
         self._retire(study, grace=0.0 if self.private else self.grace_period)
         document = self._demo_sets(study, student, trainset, teacher)
-        instructions = instruction_candidates(student, self.wordings)
+        instructions = instruction_candidates(student, [*self.wordings, *self._proposals(study, student, trainset)])
         options = [demo_sets.demo_options(document, i) for i in range(len(instructions))]
-        self._ensure_baseline(study)
         space = {f"instruction_{i}": CategoricalDistribution(list(range(len(opts)))) for i, opts in
                  enumerate(instructions)}
         space.update({f"demos_{i}": CategoricalDistribution(list(range(len(opts)))) for i, opts in enumerate(options)})
+        self.extra = self._extra_dimensions(student)
+        space.update({name: CategoricalDistribution(list(range(len(choices)))) for name, choices in self.extra.items()})
+        self._ensure_baseline(study, space)
         stopped = self._loop(study, student, valset, instructions, options, space)
         best = best_trial(study)
         if best is None:
             raise ConfigurationError(f"the search stopped ({stopped}) before any trial finished")
+        if self.select == "cheapest-within-ci":
+            best = cheapest_within_ci(study, len(valset))
         program = rebuild_from_study(student, study, best)
         program.study = study
         program.score = best.value
-        program.record = self._record(study, stopped, time.perf_counter() - started)
+        program.adapter = best.user_attrs.get("adapter")
+        program.program_kwargs = tuned_kwargs(best.user_attrs.get("rationales"))
+        program.record = self._record(study, stopped, time.perf_counter() - started, best)
         if self.run_dir is not None:
             atomic_write_json(self.run_dir / SEARCH, program.record)
         return program
+
+    # ----- optional dimensions -----
+
+    def _proposals(self, study: optuna.Study, student: dspy.Module, trainset: list[dspy.Example]) -> list[str]:
+        """The prompt model's valid clause proposals: the study's (a resume reuses them), else asked now."""
+        if self.num_proposals == 0:
+            return []
+        stored = study.user_attrs.get("proposed_wordings")
+        if stored is None:
+            began = time.perf_counter()
+            valid, dropped, usage = propose_wordings(student, trainset, self.num_proposals, self.prompt_model,
+                                                     seed=self.seed)
+            stored = {"valid": valid, "dropped": dropped,
+                      "usage": {**usage.to_dict(), "seconds": round(time.perf_counter() - began, 3)}}
+            study.set_user_attr("proposed_wordings", stored)
+        return [w for w in stored["valid"] if w not in self.wordings]
+
+    def _extra_dimensions(self, student: dspy.Module) -> dict[str, list[Any]]:
+        """Parameter name -> choices (index 0: the program as given) of the enabled optional dimensions."""
+        extra: dict[str, list[Any]] = {}
+        if self.adapters:
+            active = active_adapter_name()
+            extra["adapter"] = [active, *(a for a in self.adapters if a != active)]
+        if self.rationale_variants:
+            owners = {id(m.predict): m for _, m in student.named_sub_modules() if isinstance(m, PostReason)}
+            for i, predictor in enumerate(student.predictors()):
+                owner = owners.get(id(predictor))
+                current = owner.rationale_field if owner is not None else None
+                extra[f"rationale_{i}"] = [None, *(list(v) for v in self.rationale_variants if v[0] != current)] \
+                    if owner is not None else [None]
+        return extra
+
+    def _choices(self, params: dict[str, int], n: int) -> tuple[str | None, list[RationaleVariant | None] | None]:
+        """(adapter, rationale variants per predictor) of a trial's parameters; None where not searched."""
+        adapter = self.extra["adapter"][params["adapter"]] if "adapter" in self.extra else None
+        rationales = [self.extra[f"rationale_{i}"][params[f"rationale_{i}"]] for i in range(n)] \
+            if self.rationale_variants else None
+        return adapter, rationales
 
     # ----- demo sets -----
 
@@ -348,18 +495,14 @@ class PostReasonSearch(Teleprompter):
 
     # ----- trials -----
 
-    def _ensure_baseline(self, study: optuna.Study) -> None:
+    def _ensure_baseline(self, study: optuna.Study, space: dict[str, CategoricalDistribution]) -> None:
         """Queue the unmodified program unless it is scored, queued or running."""
         for trial in study.get_trials(deepcopy=False):
             if trial.user_attrs.get("baseline") and trial.state in (
                 TrialState.COMPLETE, TrialState.WAITING, TrialState.RUNNING
             ):
                 return
-        baseline = {f"{kind}_{i}": 0 for kind in ("instruction", "demos") for i in range(self._n_predictors(study))}
-        study.enqueue_trial(baseline, user_attrs={"baseline": True})
-
-    def _n_predictors(self, study: optuna.Study) -> int:
-        return len(study.user_attrs["demo_sets"]["given"])
+        study.enqueue_trial({name: 0 for name in space}, user_attrs={"baseline": True})
 
     def _retire(self, study: optuna.Study, grace: float) -> None:
         def log(trial: FrozenTrial) -> None:
@@ -374,6 +517,7 @@ class PostReasonSearch(Teleprompter):
 
     def _spent(self, study: optuna.Study) -> int:
         calls = (study.user_attrs.get("bootstrap_usage") or {}).get("lm_calls", 0)
+        calls += ((study.user_attrs.get("proposed_wordings") or {}).get("usage") or {}).get("lm_calls", 0)
         return calls + sum(t.user_attrs.get("lm_calls", 0) for t in study.get_trials(deepcopy=False))
 
     def _loop(
@@ -391,7 +535,7 @@ class PostReasonSearch(Teleprompter):
             size *= len(distribution.choices)
         repeats = 0
         while True:
-            counted = counted_trials(study)
+            counted = tried_trials(study)
             if len(counted) >= self.num_trials:
                 return "budget"
             if len({t.user_attrs.get("candidate") for t in counted}) >= size:
@@ -409,14 +553,14 @@ class PostReasonSearch(Teleprompter):
             if self._surplus(study, trial):
                 continue
             outcome = self._run_trial(study, trial, student, valset, instructions, options)
-            if outcome == "pruned":
+            if outcome == "capped":
                 return "max_lm_calls"
             repeats = repeats + 1 if outcome == "duplicate" else 0
 
     def _surplus(self, study: optuna.Study, trial: optuna.Trial) -> bool:
         """Two workers that asked for the last trial at once: the later one hands it back (pruned, requeued)."""
         earlier = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if t.number < trial.number]
-        if len(counted_trials(study)) + len(earlier) < self.num_trials:
+        if len(tried_trials(study)) + len(earlier) < self.num_trials:
             return False
         fixed = study._storage.get_trial_system_attrs(trial._trial_id).get("fixed_params")
         study.tell(trial, state=TrialState.PRUNED)
@@ -434,37 +578,47 @@ class PostReasonSearch(Teleprompter):
         instructions: list[list[Wording]],
         options: list[list[tuple[str, list[dict], list[str]]]],
     ) -> str:
-        """Score one trial, or record it as a duplicate; returns its state."""
+        """Score one trial, or record it as a duplicate; returns its state ("capped": stopped by max_lm_calls)."""
         params = dict(trial.params)
         n = len(instructions)
         wordings = [instructions[i][params[f"instruction_{i}"]] for i in range(n)]
-        texts = [prompt_instructions(p) for p in apply_candidate(student, wordings, [[]] * n).predictors()]
+        adapter, rationales = self._choices(params, n)
+        shown = apply_candidate(student, wordings, [[]] * n, rationales=rationales)
+        texts = [prompt_instructions(p) for p in shown.predictors()]
         chosen = [options[i][params[f"demos_{i}"]] for i in range(n)]
         set_ids = [set_id for set_id, _, _ in chosen]
-        candidate = json_id([wordings, set_ids])
+        searched = [choice for choice in (adapter, rationales) if choice is not None]
+        candidate = json_id([wordings, set_ids, *searched])
         baseline = bool(trial.user_attrs.get("baseline"))
         record = TrialRecord(
             number=trial.number, state="complete", params=params, instructions=texts, demo_set_ids=set_ids,
             demo_ids=[ids for _, _, ids in chosen],
             dev_score=None, lm_calls=0, input_tokens=0, output_tokens=0, seconds=0.0, baseline=baseline,
-            retry_of=trial.user_attrs.get(RETRY_OF),
+            retry_of=trial.user_attrs.get(RETRY_OF), adapter=adapter,
+            rationale_fields=[v[0] if v else None for v in rationales] if rationales is not None else None,
         )
-        for key, value in (("candidate", candidate), ("instructions", texts), ("wordings", wordings),
-                           ("demo_set_ids", set_ids)):
+        attrs = {"candidate": candidate, "instructions": texts, "wordings": wordings, "demo_set_ids": set_ids}
+        attrs.update({key: value for key, value in (("adapter", adapter), ("rationales", rationales))
+                      if value is not None})
+        for key, value in attrs.items():
             trial.set_user_attr(key, value)
-        earlier = next((t for t in counted_trials(study) if t.user_attrs.get("candidate") == candidate), None)
+        earlier = next((t for t in tried_trials(study) if t.user_attrs.get("candidate") == candidate), None)
         if earlier is not None:
             trial.set_user_attr(DUPLICATE_OF, earlier.number)
-            study.tell(trial, earlier.value)
+            if earlier.state == TrialState.PRUNED:
+                study.tell(trial, state=TrialState.PRUNED)
+            else:
+                study.tell(trial, earlier.value)
             record.state, record.dev_score, record.duplicate_of = "duplicate", earlier.value, earlier.number
             self._emit(record, study)
             return record.state
-        program = apply_candidate(student, wordings, [demos for _, demos, _ in chosen])
+        program = apply_candidate(student, wordings, [demos for _, demos, _ in chosen], adapter=adapter,
+                                  rationales=rationales)
         spent = self._spent(study)
         heartbeat = Heartbeat(study, trial, self.heartbeat_interval)
         try:
-            scored = score_program(
-                program, valset, self.metric, aggregate=self.aggregate,
+            scored, cut = self._score(
+                study, trial, program, valset,
                 may_call=lambda usage: self.max_lm_calls is None or spent + usage.calls < self.max_lm_calls,
             )
         except BaseException as exc:
@@ -479,8 +633,15 @@ class PostReasonSearch(Teleprompter):
             raise
         heartbeat.stop()
         self._fill(record, scored.usage, scored.seconds, scored.unparsed)
-        for key, value in scored.usage.to_dict().items():
+        record.answer_tokens = round(scored.usage.output_tokens / len(scored.correct), 3) if scored.correct else None
+        for key, value in {**scored.usage.to_dict(), "answer_tokens": record.answer_tokens}.items():
             trial.set_user_attr(key, value)
+        if cut is not None:
+            trial.set_user_attr(MINIBATCH_PRUNED, True)
+            study.tell(trial, state=TrialState.PRUNED)
+            record.state, record.note = "pruned", cut
+            self._emit(record, study)
+            return record.state
         if scored.stopped:
             study.tell(trial, state=TrialState.PRUNED)
             record.state = "pruned"
@@ -489,11 +650,50 @@ class PostReasonSearch(Teleprompter):
             if baseline:
                 study.enqueue_trial(params, user_attrs={"baseline": True, RETRY_OF: trial.number})
             self._emit(record, study)
-            return record.state
+            return "capped"
         study.tell(trial, scored.score)
         record.dev_score = scored.score
         self._emit(record, study)
         return record.state
+
+    def _score(
+        self, study: optuna.Study, trial: optuna.Trial, program: dspy.Module, valset: list[dspy.Example],
+        may_call: Callable[[Usage], bool],
+    ) -> tuple[Scored, str | None]:
+        """The candidate's dev result, and why it was pruned on a minibatch (None if it was not).
+
+        Without `minibatch`, one pass over dev. With it, after each minibatch but the last: the running
+        score goes to Optuna as an intermediate value, and the candidate is pruned when even answering every
+        remaining example right would leave it below the best complete trial (or Optuna's pruner says so)."""
+        if self.minibatch is None:
+            return score_program(program, valset, self.metric, aggregate=self.aggregate, may_call=may_call), None
+        usage, correct, unparsed, seconds = Usage(), [], 0, 0.0
+        best = best_trial(study)
+        for start in range(0, len(valset), self.minibatch):
+            batch = valset[start : start + self.minibatch]
+            part = score_program(program, batch, self.metric, aggregate=self.aggregate,
+                                 may_call=lambda u: may_call(Usage(usage.calls + u.calls)))
+            usage.add(part.usage.calls, part.usage.input_tokens, part.usage.output_tokens)
+            correct += part.correct
+            unparsed += part.unparsed
+            seconds += part.seconds
+            done = len(correct)
+            if part.stopped:
+                return Scored(self.aggregate(valset[:done], correct) if correct else 0.0, correct, unparsed, usage,
+                              seconds, stopped=True), None
+            if done == len(valset):
+                break
+            running = self.aggregate(valset[:done], correct)
+            trial.report(running, step=done)
+            ceiling = self.aggregate(valset, correct + [True] * (len(valset) - done))
+            if best is not None and ceiling < best.value - 1e-12:
+                return Scored(running, correct, unparsed, usage, seconds), (
+                    f"pruned after {done} of {len(valset)}: at most {ceiling:.3f} < best {best.value:.3f} "
+                    f"(trial {best.number})")
+            if self.pruner == "median" and trial.should_prune():
+                return Scored(running, correct, unparsed, usage, seconds), (
+                    f"pruned after {done} of {len(valset)} by Optuna's median pruner (running {running:.3f})")
+        return Scored(self.aggregate(valset, correct), correct, unparsed, usage, seconds), None
 
     @staticmethod
     def _fill(record: TrialRecord, usage: Usage, seconds: float, unparsed: int) -> None:
@@ -523,7 +723,7 @@ class PostReasonSearch(Teleprompter):
         if self.on_trial is not None:
             self.on_trial(record, self._progress(study))
 
-    def _record(self, study: optuna.Study, stopped: str, seconds: float) -> dict[str, Any]:
+    def _record(self, study: optuna.Study, stopped: str, seconds: float, chosen: FrozenTrial) -> dict[str, Any]:
         trials = study.get_trials(deepcopy=False)
         best = best_trial(study)
         baseline = next((t for t in counted_trials(study) if t.user_attrs.get("baseline")), None)
@@ -539,10 +739,27 @@ class PostReasonSearch(Teleprompter):
             "trial_states": states,
             "bootstrap": study.user_attrs.get("bootstrap_usage"),
             "demo_sets_hash": study.user_attrs["demo_sets"]["hash"],
-            "best": {"number": best.number, "dev_score": best.value, "params": best.params,
-                     "instructions": best.user_attrs["instructions"], "demo_set_ids": best.user_attrs["demo_set_ids"]}
-            if best else None,
+            "best": {"number": chosen.number, "dev_score": chosen.value, "params": chosen.params,
+                     "instructions": chosen.user_attrs["instructions"],
+                     "demo_set_ids": chosen.user_attrs["demo_set_ids"],
+                     "answer_tokens": chosen.user_attrs.get("answer_tokens"),
+                     **{key: chosen.user_attrs[key] for key in ("adapter", "rationales") if key in chosen.user_attrs}},
             "baseline": {"number": baseline.number, "dev_score": baseline.value} if baseline else None,
             "seconds_this_session": round(seconds, 3),
+            **self._options_record(study, best, chosen),
         }
+
+    def _options_record(self, study: optuna.Study, best: FrozenTrial, chosen: FrozenTrial) -> dict[str, Any]:
+        """What the optional dimensions did (nothing when none is on, so a default search records what it did)."""
+        extra: dict[str, Any] = {}
+        if self.select != "best":
+            extra["select"] = self.select
+            extra["top_dev"] = {"number": best.number, "dev_score": best.value,
+                                "answer_tokens": best.user_attrs.get("answer_tokens")}
+        if self.minibatch is not None:
+            extra["minibatch"] = self.minibatch
+            extra["pruned_on_minibatch"] = len(tried_trials(study)) - len(counted_trials(study))
+        if "proposed_wordings" in study.user_attrs:
+            extra["proposed_wordings"] = study.user_attrs["proposed_wordings"]
+        return extra
 

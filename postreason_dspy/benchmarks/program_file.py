@@ -7,6 +7,10 @@ module, and the model it was tuned for, so `eval --program`, export and distilla
     {"format": "postreason-program", "version": 1, "benchmark": "commonsense_qa", "strategy": "post",
      "program_kwargs": {...}, "model": "local", "metadata": {...}, "state": {<program.dump_state()>}}
 
+`metadata["adapter"]` ("ChatAdapter", "XMLAdapter" or "PlainTextAdapter"), when present, is the output
+format the program was tuned with: `build` returns the program bound to it (`postreason_dspy.bound_adapter`),
+so it runs with that adapter wherever it is loaded; export and distillation read the same key.
+
 Loading checks the field layout of every predictor (`StateMismatchError` on a mismatch) and never
 unpickles anything.
 """
@@ -21,6 +25,7 @@ from typing import Any
 import dspy
 
 from postreason_dspy.benchmarks.registry import get_benchmark
+from postreason_dspy.bound_adapter import with_adapter
 from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.io import atomic_write_json
 
@@ -42,11 +47,13 @@ class ProgramFile:
     def build(self, overrides: dict[str, Any] | None = None) -> dspy.Module:
         """The benchmark's program for this strategy, with the saved instructions and demos loaded.
 
-        `overrides` are merged into the saved constructor arguments (e.g. the evaluator's on_parse_error="mark")."""
+        `overrides` are merged into the saved constructor arguments (e.g. the evaluator's on_parse_error="mark");
+        a recorded `metadata["adapter"]` binds the program to that adapter."""
         kwargs = {**self.program_kwargs, **(overrides or {})}
         program = get_benchmark(self.benchmark).program(self.strategy, **kwargs)
         program.load_state(self.state)
-        return program
+        adapter = self.metadata.get("adapter")
+        return with_adapter(program, str(adapter)) if adapter else program
 
     def to_dict(self) -> dict[str, Any]:
         return {
