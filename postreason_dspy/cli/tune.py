@@ -28,12 +28,14 @@ from postreason_dspy.cli.options import (
     refuse_settings_on_resume,
 )
 from postreason_dspy.errors import ConfigurationError
+from postreason_dspy.optimizers.post_reason_search import PRUNERS, SELECTIONS
 from postreason_dspy.tuning import TuneConfig, TuneRun
 from postreason_dspy.tuning.report import render_tune_summary
 
 # Options that define a tune run: `--resume` takes them from tune.json.
 SETTING_OPTIONS = ("model", "benchmark", "program_strategy", "trials", "train_size", "dev_size", "limit",
-                   "study", "max_lm_calls", "seed", "data", "run_id")
+                   "study", "max_lm_calls", "seed", "data", "run_id", "adapters", "rationale_fields", "propose",
+                   "prompt_model", "minibatch", "pruner", "select")
 
 
 
@@ -65,6 +67,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "benchmark, model, program, splits and seed, so every worker finds the same study)")
     parser.add_argument("--max-lm-calls", type=int, metavar="C", help="stop the search cleanly after C LM calls")
     parser.add_argument("--with-cot", action="store_true", help="also evaluate chain-of-thought on test")
+    search = parser.add_argument_group("search dimensions and efficiency (all off by default)")
+    search.add_argument("--adapters", type=_names, metavar="LIST", help="also search the output format among "
+                        "these adapters, e.g. chat,xml,plain (the program keeps the one chosen)")
+    search.add_argument("--rationale-fields", type=_names, metavar="LIST", help="also search the rationale "
+                        "field's name (and description) among these, e.g. justification,explanation,verification")
+    search.add_argument("--propose", type=int, metavar="N", help="ask the prompt model for N more clause wordings "
+                        "(shown train examples and the signature); valid ones join the candidates")
+    search.add_argument("--prompt-model", metavar="M", help="the model that proposes wordings (default: the model "
+                        "being tuned)")
+    search.add_argument("--minibatch", type=int, metavar="K", help="score candidates K dev questions at a time and "
+                        "prune those that can no longer beat the best (survivors are scored on all of dev)")
+    search.add_argument("--pruner", choices=PRUNERS, help="with --minibatch: 'bound' (exact: cannot beat the best) "
+                        "or 'median' (also Optuna's MedianPruner); default bound")
+    search.add_argument("--select", choices=SELECTIONS, help="'best' dev accuracy (default), or "
+                        "'cheapest-within-ci': fewest output tokens per answer within the 95%% Wilson interval "
+                        "of the best")
     parser.add_argument("--seed", type=int, help="splits' order and the sampler's seed (default 0)")
     parser.add_argument("--data", metavar="PATH", help="read the benchmark from a local file")
     parser.add_argument("--resume", metavar="RUN", help="continue tune run RUN (id or directory)")
@@ -72,6 +90,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_run_id_option(parser)
     add_no_progress_option(parser)
     parser.set_defaults(func=run_tune_command)
+
+
+def _names(text: str) -> tuple[str, ...]:
+    """A comma-separated list: 'chat,xml' -> ('chat', 'xml')."""
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("give at least one name")
+    return names
 
 
 def _config(args: argparse.Namespace) -> TuneConfig:
@@ -99,6 +125,13 @@ def _config(args: argparse.Namespace) -> TuneConfig:
         seed=defaults.seed if args.seed is None else args.seed,
         api_base=args.api_base,
         data=args.data,
+        adapters=args.adapters or (),
+        rationale_fields=args.rationale_fields or (),
+        proposals=args.propose or 0,
+        prompt_model=args.prompt_model,
+        minibatch=args.minibatch,
+        pruner=args.pruner or defaults.pruner,
+        select=args.select or defaults.select,
     )
 
 

@@ -30,14 +30,16 @@ import dspy
 
 from postreason_dspy.benchmarks import get_benchmark
 from postreason_dspy.benchmarks.program_file import save_program
+from postreason_dspy.bound_adapter import adapter_name
 from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.evaluation import EvalConfig, RunStore, resume_run, start_run
 from postreason_dspy.evaluation.records import new_run_id
 from postreason_dspy.io import JsonlLog, atomic_write_json, json_id
 from postreason_dspy.models import resolve_lm
 from postreason_dspy.optimizers import PostReasonSearch
-from postreason_dspy.optimizers.post_reason_search import TRIALS
+from postreason_dspy.optimizers.post_reason_search import PRUNERS, SELECTIONS, TRIALS
 from postreason_dspy.optimizers.scoring import score_program
+from postreason_dspy.optimizers.space import rationale_variant
 from postreason_dspy.optimizers.study import check_storage, default_study_name, redact_url
 from postreason_dspy.tuning.recommend import recommend
 
@@ -76,6 +78,14 @@ class TuneConfig:
     max_tokens: int = 512
     temperature: float = 0.0
     data: str | None = None
+    # Opt-in search dimensions and efficiency (see PostReasonSearch); the defaults search what it always did.
+    adapters: tuple[str, ...] = ()
+    rationale_fields: tuple[str, ...] = ()
+    proposals: int = 0
+    prompt_model: str | None = None
+    minibatch: int | None = None
+    pruner: str = "bound"
+    select: str = "best"
 
     def __post_init__(self) -> None:
         if not self.models or len(set(self.models)) != len(self.models):
@@ -93,6 +103,19 @@ class TuneConfig:
             raise ConfigurationError("--study names one study: tune one --model per run with it")
         if self.study and not self.storage:
             raise ConfigurationError("--study needs --storage (the run folder's own study is named for you)")
+        object.__setattr__(self, "adapters", tuple(dict.fromkeys(adapter_name(a) for a in self.adapters)))
+        try:
+            for name in self.rationale_fields:
+                rationale_variant(name)
+        except ValueError as exc:
+            raise ConfigurationError(f"--rationale-fields: {exc}") from None
+        if self.proposals < 0 or (self.minibatch is not None and self.minibatch < 1):
+            raise ConfigurationError("--propose must be 0 or more and --minibatch 1 or more")
+        if self.prompt_model and not self.proposals:
+            raise ConfigurationError("--prompt-model proposes wordings: give --propose N as well")
+        if self.select not in SELECTIONS or self.pruner not in PRUNERS:
+            raise ConfigurationError(f"--select must be one of {', '.join(SELECTIONS)} and --pruner one of "
+                                     f"{', '.join(PRUNERS)}")
 
     @property
     def tuned_label(self) -> str:
@@ -111,13 +134,27 @@ class TuneConfig:
             parts.append(f"--max-lm-calls {self.max_lm_calls}")
         if self.with_cot:
             parts.append("--with-cot")
+        if self.adapters:
+            parts.append(f"--adapters {','.join(self.adapters)}")
+        if self.rationale_fields:
+            parts.append(f"--rationale-fields {','.join(self.rationale_fields)}")
+        if self.proposals:
+            parts.append(f"--propose {self.proposals}")
+        if self.prompt_model:
+            parts.append(f"--prompt-model {shlex.quote(self.prompt_model)}")
+        if self.minibatch:
+            parts.append(f"--minibatch {self.minibatch} --pruner {self.pruner}")
+        if self.select != "best":
+            parts.append(f"--select {self.select}")
         return " ".join(parts)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TuneConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         values = {key: value for key, value in data.items() if key in known}
-        values["models"] = tuple(values["models"])
+        for name in ("models", "adapters", "rationale_fields"):
+            if name in values:
+                values[name] = tuple(values[name])
         return cls(**values)
 
 
@@ -231,11 +268,15 @@ class TuneRun:
         )
         untuned = bench.program(config.program_strategy)
         num_demo_sets, max_demos = (0, 0) if bench.withhold_text else (config.num_demo_sets, config.max_demos)
+        prompt_lm = self.lm_factory(config.prompt_model, api_base=config.api_base, max_tokens=config.max_tokens,
+                                    temperature=config.temperature, cache=False) if config.prompt_model else None
         with self.progress(model) as on_trial, dspy.context(lm=lm):
             search = PostReasonSearch(
                 bench.metric, num_trials=config.trials, num_demo_sets=num_demo_sets,
                 max_bootstrapped_demos=max_demos, seed=config.seed, storage=config.storage, study_name=study,
                 run_dir=folder, max_lm_calls=config.max_lm_calls, aggregate=bench.accuracy, on_trial=on_trial,
+                adapters=config.adapters, rationale_fields=config.rationale_fields, num_proposals=config.proposals,
+                prompt_model=prompt_lm, minibatch=config.minibatch, pruner=config.pruner, select=config.select,
             )
             best = search.compile(untuned, trainset=train, valset=dev)
             direct = self._direct_on_dev(folder, bench, dev)
@@ -243,11 +284,13 @@ class TuneRun:
         dev_scores = {"direct": direct["dev_score"], "untuned": record["baseline"]["dev_score"] if record["baseline"]
                       else None, "tuned": best.score}
         program_path = folder / PROGRAM
+        adapter = {"adapter": best.adapter} if best.adapter else {}
         save_program(best, program_path, benchmark=config.benchmark, strategy=config.program_strategy, model=model,
+                     program_kwargs=best.program_kwargs,
                      metadata={"temperature": config.temperature, "max_tokens": config.max_tokens,
                                "dev_scores": dev_scores, "dev_size": len(dev), "train_size": len(train),
                                "trials": record["counted"], "study": record["study_name"],
-                               "best_trial": record["best"], "stopped": record["stopped"]})
+                               "best_trial": record["best"], "stopped": record["stopped"], **adapter})
         test = self._test(model, folder, program_path)
         summary = self._model_summary(model, folder, record, direct, dev_scores, test, train, dev)
         return {**summary, "note": withheld_note(bench)} if bench.withhold_text else summary
