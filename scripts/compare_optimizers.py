@@ -1,0 +1,204 @@
+"""Compare PostReasonSearch with dspy.MIPROv2 and dspy.BootstrapFewShotWithRandomSearch at an equal LM-call budget.
+
+All three tune the same post-reasoning benchmark program on the same train/dev split, each given budget B
+through its own parameters (ours: `max_lm_calls`; MIPROv2: `num_trials` and minibatch size; random search:
+`num_candidate_programs`, both sized from an estimate of their cost per step); ours also at B/2. Every LM
+call each optimizer makes is counted by an LM callback (`postreason_dspy.optimizers.scoring.counting`), so
+the JSON reports the calls actually made, next to the estimate. The tuned programs are then measured on the
+same held-out test questions through the evaluation harness, with McNemar p-values of ours against each.
+
+    python scripts/compare_optimizers.py --model local --benchmark commonsense_qa --budget 600 \\
+        --train-size 40 --dev-size 50 --limit 200
+
+Writes runs/<run-id>/compare.json (and each optimizer's program.json, ours' study, the test run beside it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import dspy
+
+from postreason_dspy.benchmarks import get_benchmark
+from postreason_dspy.benchmarks.program_file import save_program
+from postreason_dspy.cli.options import add_model_arguments, count_or_all
+from postreason_dspy.evaluation import EvalConfig, start_run
+from postreason_dspy.evaluation.records import new_run_id
+from postreason_dspy.io import atomic_write_json
+from postreason_dspy.models import resolve_lm
+from postreason_dspy.optimizers import PostReasonSearch
+from postreason_dspy.optimizers.scoring import Usage, counting
+from postreason_dspy.tuning.run import model_slug
+
+OURS, OURS_HALF, MIPRO, BFSRS = "ours_B", "ours_half_B", "miprov2_B", "bfsrs_B"
+MAX_DEMOS = 3
+LMFactory = Callable[..., dspy.LM]
+
+
+def mipro_trials(budget: int, train: int, dev: int, num_candidates: int, minibatch_size: int) -> int:
+    """MIPROv2's `num_trials` for about `budget` calls: bootstrapping (at most every training example per
+    candidate set), proposals (about two calls per candidate), then per trial a minibatch, and a full dev
+    evaluation every 5 trials and at the end."""
+    fixed = num_candidates * min(train, 3 * MAX_DEMOS) + 2 * num_candidates + dev
+    per_trial = minibatch_size + dev / 5 if minibatch_size < dev else dev
+    return max(1, int((budget - fixed) // per_trial))
+
+
+def bfsrs_candidates(budget: int, train: int, dev: int) -> int:
+    """Random search's `num_candidate_programs` for about `budget` calls: three fixed programs (zero-shot,
+    labeled, unshuffled) and each candidate scored on dev, each bootstrap stopping after its demos."""
+    per_candidate = dev + min(train, 3 * MAX_DEMOS)
+    return max(1, int((budget - 3 * dev) // per_candidate))
+
+
+def timed_counted(compile_: Callable[[], dspy.Module]) -> tuple[dspy.Module, Usage, float]:
+    """Run `compile_`, counting every LM call it makes (a callback, not an estimate)."""
+    usage = Usage()
+    started = time.perf_counter()
+    with counting(usage):
+        program = compile_()
+    return program, usage, time.perf_counter() - started
+
+
+def run_ours(args: argparse.Namespace, bench: Any, train: list, dev: list, budget: int, folder: Path) -> dict:
+    search = PostReasonSearch(
+        bench.metric, num_trials=args.max_trials, num_demo_sets=args.demo_sets, max_bootstrapped_demos=MAX_DEMOS,
+        seed=args.seed, run_dir=folder, max_lm_calls=budget, aggregate=bench.accuracy,
+        adapters=tuple(args.adapters.split(",")) if args.adapters else (),
+        rationale_fields=tuple(args.rationale_fields.split(",")) if args.rationale_fields else (),
+        num_proposals=args.propose, minibatch=args.minibatch or None,
+    )
+    program, usage, seconds = timed_counted(
+        lambda: search.compile(bench.program(args.program_strategy), trainset=train, valset=dev))
+    return {"program": program, "usage": usage, "seconds": seconds, "dev_score": program.score,
+            "parameters": {"max_lm_calls": budget, "adapters": args.adapters, "rationale_fields": args.rationale_fields,
+                           "propose": args.propose, "minibatch": args.minibatch},
+            "stopped": program.record["stopped"], "trials": program.record["counted"],
+            "adapter": program.adapter, "program_kwargs": program.program_kwargs}
+
+
+def run_mipro(args: argparse.Namespace, bench: Any, train: list, dev: list, budget: int, lm: dspy.LM) -> dict:
+    minibatch_size = min(25, len(dev))
+    trials = mipro_trials(budget, len(train), len(dev), args.mipro_candidates, minibatch_size)
+    optimizer = dspy.MIPROv2(metric=bench.metric, prompt_model=lm, task_model=lm, auto=None,
+                             num_candidates=args.mipro_candidates, max_bootstrapped_demos=MAX_DEMOS,
+                             max_labeled_demos=0, num_threads=1, seed=args.seed, verbose=False, track_stats=False)
+    program, usage, seconds = timed_counted(lambda: optimizer.compile(
+        bench.program(args.program_strategy), trainset=train, valset=dev, num_trials=trials,
+        minibatch=minibatch_size < len(dev), minibatch_size=minibatch_size, requires_permission_to_run=False))
+    return {"program": program, "usage": usage, "seconds": seconds, "dev_score": getattr(program, "score", None),
+            "parameters": {"num_trials": trials, "num_candidates": args.mipro_candidates,
+                           "minibatch_size": minibatch_size, "max_bootstrapped_demos": MAX_DEMOS}}
+
+
+def run_bfsrs(args: argparse.Namespace, bench: Any, train: list, dev: list, budget: int) -> dict:
+    candidates = bfsrs_candidates(budget, len(train), len(dev))
+    optimizer = dspy.BootstrapFewShotWithRandomSearch(
+        metric=bench.metric, max_bootstrapped_demos=MAX_DEMOS, max_labeled_demos=0,
+        num_candidate_programs=candidates, num_threads=1)
+    program, usage, seconds = timed_counted(lambda: optimizer.compile(
+        bench.program(args.program_strategy), trainset=train, valset=dev))
+    return {"program": program, "usage": usage, "seconds": seconds, "dev_score": None,
+            "parameters": {"num_candidate_programs": candidates, "max_bootstrapped_demos": MAX_DEMOS}}
+
+
+def compare(args: argparse.Namespace, lm_factory: LMFactory = resolve_lm) -> Path:
+    """Tune with each optimizer, measure on test, write compare.json; returns its path."""
+    bench = get_benchmark(args.benchmark)
+    train = bench.load("train", limit=args.train_size, seed=args.seed, path=args.data)
+    dev = bench.load("dev", limit=args.dev_size, seed=args.seed, path=args.data)
+    run_id = args.run_id or f"compare-{new_run_id()}"
+    folder = Path(args.runs_dir) / run_id
+    lm = lm_factory(args.model, api_base=args.api_base, max_tokens=args.max_tokens, temperature=args.temperature,
+                    cache=False)
+    budget = args.budget
+    results: dict[str, dict] = {}
+    with dspy.context(lm=lm):
+        results[OURS] = run_ours(args, bench, train, dev, budget, folder / OURS)
+        results[OURS_HALF] = run_ours(args, bench, train, dev, budget // 2, folder / OURS_HALF)
+        results[MIPRO] = run_mipro(args, bench, train, dev, budget, lm)
+        results[BFSRS] = run_bfsrs(args, bench, train, dev, budget)
+    paths = {}
+    for label, result in results.items():
+        program = result.pop("program")
+        metadata = {"temperature": args.temperature, "max_tokens": args.max_tokens, "optimizer": label}
+        if result.get("adapter"):
+            metadata["adapter"] = result["adapter"]
+        paths[label] = folder / label / "program.json"
+        save_program(program, paths[label], benchmark=args.benchmark, strategy=args.program_strategy,
+                     model=args.model, program_kwargs=result.get("program_kwargs"), metadata=metadata)
+    pairs = tuple((ours, other) for ours in (OURS, OURS_HALF) for other in (MIPRO, BFSRS))
+    config = EvalConfig(
+        models=(args.model,), benchmarks=(args.benchmark,), strategies=("direct", args.program_strategy),
+        programs={label: str(path.resolve()) for label, path in paths.items()}, pairs=pairs,
+        limit=args.limit, split="test", seed=args.seed, max_tokens=args.max_tokens, temperature=args.temperature,
+        api_base=args.api_base, data={args.benchmark: args.data} if args.data else {},
+    )
+    _, summary = start_run(config, folder, run_id="test", lm_factory=lm_factory)
+    test = summary.to_dict()
+    accuracy = {s["strategy"]: s["accuracy"] for s in test["settings"]}
+    document = {
+        "kind": "compare_optimizers",
+        "generated": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": " ".join(["python", "scripts/compare_optimizers.py", *sys.argv[1:]]),
+        "model": args.model, "benchmark": args.benchmark, "program_strategy": args.program_strategy,
+        "budget": budget, "train_size": len(train), "dev_size": len(dev),
+        "test_size": test["settings"][0]["scored"] if test["settings"] else 0,
+        "optimizers": {label: {**{k: v for k, v in result.items() if k != "usage"}, **result["usage"].to_dict(),
+                               "seconds": round(result["seconds"], 1), "test_accuracy": accuracy.get(label)}
+                       for label, result in results.items()},
+        "untuned_test_accuracy": accuracy.get(args.program_strategy),
+        "direct_test_accuracy": accuracy.get("direct"),
+        "p_values": {f"{c['treatment']}_vs_{c['baseline']}": c["p_value"] for c in test["comparisons"]
+                     if (c["treatment"], c["baseline"]) in pairs},
+        "test_run": str(folder / "test"),
+    }
+    path = folder / "compare.json"
+    atomic_write_json(path, document)
+    return path
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_model_arguments(parser)
+    parser.add_argument("--benchmark", default="commonsense_qa")
+    parser.add_argument("--program-strategy", default="post", choices=("post", "post_full"))
+    parser.add_argument("--budget", type=int, default=600, help="LM calls per optimizer (ours also at half)")
+    parser.add_argument("--train-size", type=int, default=40)
+    parser.add_argument("--dev-size", type=int, default=50)
+    parser.add_argument("--limit", type=count_or_all, default=200, help="held-out test questions")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-tokens", type=int, default=512)
+    parser.add_argument("--temperature", type=float, default=0.0)
+    parser.add_argument("--data", help="read the benchmark from a local file")
+    parser.add_argument("--demo-sets", type=int, default=3, help="ours: bootstrapped demo sets")
+    parser.add_argument("--max-trials", type=int, default=1000, help="ours: a trial cap (the budget stops it first)")
+    parser.add_argument("--adapters", default="chat,xml,plain", help="ours: formats searched ('' for none)")
+    parser.add_argument("--rationale-fields", default="justification,explanation,verification",
+                        help="ours: rationale fields searched ('' for none)")
+    parser.add_argument("--propose", type=int, default=4, help="ours: wordings proposed by the model")
+    parser.add_argument("--minibatch", type=int, default=10, help="ours: minibatch size for pruning (0: none)")
+    parser.add_argument("--mipro-candidates", type=int, default=6, help="MIPROv2's num_candidates")
+    parser.add_argument("--runs-dir", default="runs")
+    parser.add_argument("--run-id")
+    return parser
+
+
+def main(argv: list[str] | None = None, lm_factory: LMFactory = resolve_lm) -> int:
+    args = parser().parse_args(argv)
+    if args.limit == "all":
+        args.limit = None
+    path = compare(args, lm_factory)
+    slug = model_slug(args.model)
+    print(f"wrote {path}\ncopy it to results/compare_optimizers_{args.benchmark}_{slug}.json to keep it")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

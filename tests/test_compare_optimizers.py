@@ -1,0 +1,71 @@
+"""scripts/compare_optimizers.py on a scripted model and a tiny benchmark: every optimizer runs within its
+budget, the LM calls it reports are the calls it made, and the held-out comparison is wired (McNemar p)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+from test_tune import csqa_file
+
+from postreason_dspy.testing import requested_order, scripted_lm
+
+ROOT = Path(__file__).resolve().parents[1]
+GOLD = re.compile(r"gold-([A-E])")
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("compare_optimizers", ROOT / "scripts" / "compare_optimizers.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def obedient(user: str) -> dict[str, str]:
+    """Right on every task question; fills any other prompt's fields (MIPROv2's proposer) with text."""
+    golds = GOLD.findall(user)
+    values = {"answer": golds[-1] if golds else "A", "proposed_instruction": "Answer the question well.",
+              "clause": "Put the answer in {outputs} first, then justify it in `{rationale}`."}
+    return {name: values.get(name, f"some {name.replace('_', ' ')}") for name in requested_order(user)}
+
+
+def test_budget_counting_counts_every_call_made():
+    script = load_script()
+    lm, engine = scripted_lm({"answer": "x"})
+    import dspy
+
+    program = dspy.Predict("question -> answer")
+    with dspy.context(lm=lm):
+        _, usage, _ = script.timed_counted(lambda: [program(question=str(i)) for i in range(3)] and program)
+    assert usage.calls == len(engine.requests) == 3 and usage.input_tokens > 0
+
+
+def test_budget_estimates_fit_the_budget():
+    script = load_script()
+    assert script.mipro_trials(600, 40, 50, 6, 25) * 25 < 600 and script.mipro_trials(10, 40, 50, 6, 25) == 1
+    assert script.bfsrs_candidates(600, 40, 50) == (600 - 150) // 59
+
+
+def test_the_comparison_runs_end_to_end_on_a_tiny_benchmark(tmp_path, capsys):
+    script = load_script()
+    data = csqa_file(tmp_path, n=60)
+    lm, engine = scripted_lm(obedient)
+    argv = ["--model", "scripted", "--benchmark", "commonsense_qa", "--data", str(data), "--budget", "40",
+            "--train-size", "4", "--dev-size", "4", "--limit", "3", "--demo-sets", "1", "--propose", "1",
+            "--minibatch", "2", "--mipro-candidates", "2", "--runs-dir", str(tmp_path / "runs"), "--run-id", "c1"]
+    assert script.main(argv, lm_factory=lambda *a, **k: lm) == 0
+    path = tmp_path / "runs" / "c1" / "compare.json"
+    assert str(path) in capsys.readouterr().out
+    document = json.loads(path.read_text())
+    optimizers = document["optimizers"]
+    assert set(optimizers) == {"ours_B", "ours_half_B", "miprov2_B", "bfsrs_B"}
+    assert all(row["lm_calls"] > 0 and row["test_accuracy"] == 1.0 for row in optimizers.values())
+    assert optimizers["ours_half_B"]["lm_calls"] <= 20 < optimizers["ours_B"]["lm_calls"] <= 40
+    # Tuning calls plus the test run's (direct, untuned, four tuned programs on 3 questions) are all there were.
+    assert sum(row["lm_calls"] for row in optimizers.values()) + 6 * 3 == len(engine.requests)
+    assert document["direct_test_accuracy"] is not None and document["untuned_test_accuracy"] == 1.0
+    assert document["test_size"] == 3 and set(document["p_values"]) == {
+        f"{ours}_vs_{other}" for ours in ("ours_B", "ours_half_B") for other in ("miprov2_B", "bfsrs_B")}
+    assert all(p == 1.0 for p in document["p_values"].values())  # every program right on every question
