@@ -90,6 +90,7 @@ def test_a_program_file_carries_its_adapter_and_rationale_field(tmp_path):
     with dspy.context(lm=lm):
         assert built(question="q?", options="A. x\nB. y").answer == "B"
     assert "Justification:" in engine.requests[-1].prompt and "[[ ## answer ## ]]" not in engine.requests[-1].prompt
+    assert bound_adapter(saved.build(bind_adapter=False)) is None  # for a caller that picks its own adapter
     unbound = ProgramFile("commonsense_qa", "post", built.dump_state(), program_kwargs=saved.program_kwargs)
     assert bound_adapter(unbound.build()) is None  # no adapter recorded: none bound
 

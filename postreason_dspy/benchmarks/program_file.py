@@ -44,16 +44,17 @@ class ProgramFile:
     program_kwargs: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
 
-    def build(self, overrides: dict[str, Any] | None = None) -> dspy.Module:
+    def build(self, overrides: dict[str, Any] | None = None, *, bind_adapter: bool = True) -> dspy.Module:
         """The benchmark's program for this strategy, with the saved instructions and demos loaded.
 
         `overrides` are merged into the saved constructor arguments (e.g. the evaluator's on_parse_error="mark");
-        a recorded `metadata["adapter"]` binds the program to that adapter."""
+        a recorded `metadata["adapter"]` binds the program to that adapter, unless `bind_adapter` is False (a
+        caller that runs it under an adapter of its own choosing, e.g. distillation with `--adapter`)."""
         kwargs = {**self.program_kwargs, **(overrides or {})}
         program = get_benchmark(self.benchmark).program(self.strategy, **kwargs)
         program.load_state(self.state)
         adapter = self.metadata.get("adapter")
-        return with_adapter(program, str(adapter)) if adapter else program
+        return with_adapter(program, str(adapter)) if adapter and bind_adapter else program
 
     def to_dict(self) -> dict[str, Any]:
         return {

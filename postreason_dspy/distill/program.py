@@ -105,6 +105,7 @@ def run_distill_job(
         checked.append(bench)  # bbh:<task>, or a file named with --data
     guard = LeakageGuard.from_benchmarks(checked, paths)
     with dspy.context(lm=lm):
-        stats = distill(saved.build(), examples, bench.metric, job.out, adapter=adapter, rationalize=job.rationalize,
+        program = saved.build(bind_adapter=job.adapter is None)  # --adapter runs it in the format asked for
+        stats = distill(program, examples, bench.metric, job.out, adapter=adapter, rationalize=job.rationalize,
                         guard=guard, provenance=about, on_example=on_example)
     return stats, about, guard
