@@ -707,7 +707,7 @@ class PostReasonSearch(Teleprompter):
         trials = study.get_trials(deepcopy=False)
         best = best_trial(study)
         return {
-            "counted": len(counted_trials(study)),
+            "counted": len(tried_trials(study)),  # pruned-on-minibatch trials count toward the budget
             "planned": self.num_trials,
             "best": best.value if best is not None else None,
             "lm_calls": self._spent(study),

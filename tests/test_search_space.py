@@ -137,6 +137,7 @@ def test_pruning_stops_a_candidate_that_cannot_win_before_its_last_minibatch(tmp
     pruned = [line for line in log if line["state"] == "pruned"]
     assert pruned and all(line["lm_calls"] == 2 and "at most 0.667 < best 1.000" in line["note"] for line in pruned)
     assert best.score == 1.0 and best.record["pruned_on_minibatch"] == len(pruned)
+    assert best.record["counted"] == 5  # pruned trials count toward num_trials
     trial = best.study.trials[pruned[0]["number"]]
     assert trial.state.name == "PRUNED" and trial.intermediate_values == {2: 0.0}
     assert best.record["lm_calls"] == sum(line["lm_calls"] for line in log)
