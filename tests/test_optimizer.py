@@ -14,11 +14,11 @@ from pathlib import Path
 import dspy
 import optuna
 import pytest
+from search_helpers import EXPERT, exact, examples, trials_log
 from search_worker import start_worker
 
 from postreason_dspy import Direct, PostReason
 from postreason_dspy.errors import ConfigurationError
-from postreason_dspy.io import JsonlLog
 from postreason_dspy.optimizers.demos import check_justified, read_demo_sets
 from postreason_dspy.optimizers.post_reason_search import (
     PostReasonSearch,
@@ -30,17 +30,6 @@ from postreason_dspy.optimizers.post_reason_search import (
 from postreason_dspy.optimizers.study import open_study
 from postreason_dspy.optimizers.wordings import POST_REASONING_WORDINGS
 from postreason_dspy.testing import scripted_lm
-
-EXPERT = "An expert will review"
-
-
-def exact(example, pred, trace=None):
-    return pred.answer == example.answer
-
-
-def examples(n: int, prefix: str = "q") -> list[dspy.Example]:
-    return [dspy.Example(id=f"{prefix}{i}", question=f"{prefix}{i}", answer="right").with_inputs("question")
-            for i in range(n)]
 
 
 def picky(engine):
@@ -57,10 +46,6 @@ def picky_lm():
     lm, engine = scripted_lm({})
     engine.script = picky(engine)
     return lm, engine
-
-
-def trials_log(run_dir: Path) -> list[dict]:
-    return JsonlLog(run_dir / "trials.jsonl").read()[0]
 
 
 def test_candidates_reword_only_post_reasoning_predictors():

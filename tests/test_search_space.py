@@ -5,32 +5,17 @@ from __future__ import annotations
 
 import dspy
 import pytest
+from search_helpers import EXPERT, exact, examples, trials_log
 
 from postreason_dspy import DEFAULT_INSTRUCTION, PostReason
 from postreason_dspy.benchmarks.program_file import ProgramFile, read_program, save_program
 from postreason_dspy.bound_adapter import bound_adapter, with_adapter
 from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.export import program_adapter
-from postreason_dspy.io import JsonlLog
 from postreason_dspy.optimizers import PostReasonSearch
 from postreason_dspy.optimizers.post_reason_search import prompt_instructions
 from postreason_dspy.optimizers.space import valid_wording
 from postreason_dspy.testing import requested_order, scripted_lm
-
-EXPERT = "An expert will review"
-
-
-def exact(example, pred, trace=None):
-    return pred.answer == example.answer
-
-
-def examples(n: int, prefix: str = "q") -> list[dspy.Example]:
-    return [dspy.Example(id=f"{prefix}{i}", question=f"{prefix}{i}", answer="right").with_inputs("question")
-            for i in range(n)]
-
-
-def lines(run_dir) -> list[dict]:
-    return JsonlLog(run_dir / "trials.jsonl").read()[0]
 
 
 def model(right_when):
@@ -59,8 +44,8 @@ def test_the_search_finds_the_format_the_model_follows_and_the_program_carries_i
         assert best.score == 1.0 and best.adapter == "XMLAdapter" and bound_adapter(best) == "XMLAdapter"
         assert best(question="new").answer == "right"  # under the default ChatAdapter, it still runs in XML
     assert "<answer>" in engine.requests[-1].prompt
-    assert {line["adapter"] for line in lines(tmp_path)} == {"ChatAdapter", "XMLAdapter", "PlainTextAdapter"}
-    assert lines(tmp_path)[0]["adapter"] == "ChatAdapter" and lines(tmp_path)[0]["baseline"]
+    assert {line["adapter"] for line in trials_log(tmp_path)} == {"ChatAdapter", "XMLAdapter", "PlainTextAdapter"}
+    assert trials_log(tmp_path)[0]["adapter"] == "ChatAdapter" and trials_log(tmp_path)[0]["baseline"]
 
 
 def test_the_search_finds_the_rationale_field_and_records_it_for_rebuilding(tmp_path):
@@ -73,7 +58,7 @@ def test_the_search_finds_the_rationale_field_and_records_it_for_rebuilding(tmp_
     assert best.program_kwargs == {"rationale_field": "justification",
                                    "rationale_desc": "why the answer above is right, written after it"}
     assert "`justification`" in prompt_instructions(best.predict)
-    assert lines(tmp_path)[0]["rationale_fields"] == [None]  # the baseline keeps its own field
+    assert trials_log(tmp_path)[0]["rationale_fields"] == [None]  # the baseline keeps its own field
 
 
 def test_a_program_file_carries_its_adapter_and_rationale_field(tmp_path):
@@ -132,7 +117,7 @@ def test_pruning_stops_a_candidate_that_cannot_win_before_its_last_minibatch(tmp
     with dspy.context(lm=lm):
         best = search(tmp_path, minibatch=2, num_trials=5).compile(
             PostReason("question -> answer", mode="answer_only"), trainset=examples(2, "t"), valset=examples(6, "d"))
-    log = lines(tmp_path)
+    log = trials_log(tmp_path)
     assert log[0]["baseline"] and log[0]["state"] == "complete" and log[0]["lm_calls"] == 6
     pruned = [line for line in log if line["state"] == "pruned"]
     assert pruned and all(line["lm_calls"] == 2 and "at most 0.667 < best 1.000" in line["note"] for line in pruned)
@@ -148,7 +133,7 @@ def test_a_survivor_is_scored_on_the_whole_dev_set(tmp_path):
     with dspy.context(lm=lm):
         search(tmp_path, minibatch=2, num_trials=3).compile(
             PostReason("question -> answer", mode="answer_only"), trainset=examples(2, "t"), valset=examples(5, "d"))
-    assert all(line["state"] == "complete" and line["lm_calls"] == 5 for line in lines(tmp_path)
+    assert all(line["state"] == "complete" and line["lm_calls"] == 5 for line in trials_log(tmp_path)
                if line["state"] != "duplicate")
 
 
@@ -169,7 +154,7 @@ def test_cheapest_within_ci_picks_the_shortest_answer_among_the_close_ones(tmp_p
     assert EXPERT not in prompt_instructions(best.predict)  # best accuracy: the baseline wins the tie
     assert EXPERT in prompt_instructions(cheap.predict)
     assert cheap.record["best"]["answer_tokens"] < cheap.record["top_dev"]["answer_tokens"]
-    assert all(line["answer_tokens"] > 0 for line in lines(tmp_path / "b") if line["state"] == "complete")
+    assert all(line["answer_tokens"] > 0 for line in trials_log(tmp_path / "b") if line["state"] == "complete")
 
 
 def test_bad_options_fail_with_one_line():
