@@ -56,6 +56,7 @@ from postreason_dspy import PostReason
 from postreason_dspy.bound_adapter import active_adapter_name, adapter_name, with_adapter
 from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.io import JsonlLog, atomic_write_json, json_id
+from postreason_dspy.models import redact
 from postreason_dspy.optimizers import demos as demo_sets
 from postreason_dspy.optimizers.scoring import Aggregate, Metric, Scored, Usage, mean_score, score_program
 from postreason_dspy.optimizers.space import RationaleVariant, propose_wordings, rationale_variant, set_rationale
@@ -64,7 +65,6 @@ from postreason_dspy.optimizers.study import (
     Heartbeat,
     default_study_name,
     open_study,
-    redact_url,
     retire_stale_trials,
 )
 from postreason_dspy.optimizers.wordings import POST_REASONING_WORDINGS
@@ -731,7 +731,7 @@ class PostReasonSearch(Teleprompter):
         storage = self.storage if isinstance(self.storage, str) else type(self.storage).__name__
         return {
             "study_name": study.study_name,
-            "storage": redact_url(storage) if storage else "memory",
+            "storage": redact(storage) if storage else "memory",
             "stopped": stopped,
             "max_lm_calls": self.max_lm_calls,
             **self._progress(study),

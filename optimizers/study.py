@@ -15,7 +15,6 @@ import time
 import warnings
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
@@ -23,6 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.io import json_id
+from postreason_dspy.models import redact
 
 HEARTBEAT = "heartbeat"
 RETRY_OF = "retry_of"
@@ -55,7 +55,7 @@ def check_storage(url: str) -> None:
         raise
     except Exception as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigurationError(f"cannot open the Optuna storage {redact_url(url)}: {reason}") from exc
+        raise ConfigurationError(f"cannot open the Optuna storage {redact(url)}: {reason}") from exc
 
 
 def open_study(storage: str | optuna.storages.BaseStorage | None, study_name: str, seed: int) -> optuna.Study:
@@ -77,7 +77,7 @@ def open_study(storage: str | optuna.storages.BaseStorage | None, study_name: st
             if not isinstance(storage, str):
                 raise
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ConfigurationError(f"cannot open the Optuna storage {redact_url(storage)}: {reason}") from exc
+            raise ConfigurationError(f"cannot open the Optuna storage {redact(storage)}: {reason}") from exc
 
 
 class Heartbeat:
@@ -134,11 +134,3 @@ def retire_stale_trials(
             retired.append(trial)
             on_retired(trial)
     return retired
-
-
-def redact_url(url: str) -> str:
-    """A storage URL without its password."""
-    parts = urlsplit(url)
-    if parts.password:
-        return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
-    return url

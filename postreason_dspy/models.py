@@ -78,9 +78,13 @@ def served_model_ids(api_base: str, api_key: str | None = None, timeout: float =
 
 
 def redact(url: str) -> str:
-    """`url` without user:password@, for messages and records."""
+    """`url` with its password (if any) replaced by "[redacted]", for messages, records and resume commands:
+    the user name stays, so a shown command says whose password to supply."""
     parts = urllib.parse.urlsplit(url)
-    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+    if parts.password is None:
+        return url
+    user, _, host = parts.netloc.rpartition("@")
+    return parts._replace(netloc=f"{user.partition(':')[0]}:[redacted]@{host}").geturl()
 
 
 def _known_provider(provider: str) -> bool:

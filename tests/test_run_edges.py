@@ -110,7 +110,7 @@ def test_the_dead_server_stop_is_one_line_from_the_command(tmp_path, monkeypatch
 def test_credentials_in_a_server_url_are_refused_up_front(model):
     with pytest.raises(ConfigurationError, match="carries credentials") as refused:
         resolve_lm(model, api_base="http://alice:PASSW0RD-xyz@127.0.0.1:9/v1")
-    assert "PASSW0RD" not in str(refused.value) and "http://127.0.0.1:9/v1" in str(refused.value)
+    assert "PASSW0RD" not in str(refused.value) and "http://alice:[redacted]@127.0.0.1:9/v1" in str(refused.value)
 
 
 def test_no_url_password_or_api_key_anywhere_in_the_run_folder(tmp_path, monkeypatch):
@@ -217,3 +217,11 @@ def test_resume_of_a_run_with_a_corrupt_config_is_one_line(tmp_path, capsys):
     assert main(["eval", "--resume", "r", "--runs-dir", str(tmp_path), "--no-progress"]) == 2
     err = " ".join(capsys.readouterr().err.split())
     assert err.startswith("error:") and "config.json is corrupt (not valid JSON" in err
+
+
+def test_redact_hides_a_url_password_and_keeps_the_user():
+    from postreason_dspy.models import redact
+
+    assert redact("postgresql://tuner:s3cret@db:5432/optuna") == "postgresql://tuner:[redacted]@db:5432/optuna"
+    assert redact("http://alice:pw@127.0.0.1:8000/v1") == "http://alice:[redacted]@127.0.0.1:8000/v1"
+    assert redact("http://127.0.0.1:8000/v1") == "http://127.0.0.1:8000/v1"

@@ -35,12 +35,12 @@ from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.evaluation import EvalConfig, RunStore, resume_run, start_run
 from postreason_dspy.evaluation.records import new_run_id
 from postreason_dspy.io import JsonlLog, atomic_write_json, json_id
-from postreason_dspy.models import resolve_lm
+from postreason_dspy.models import redact, resolve_lm
 from postreason_dspy.optimizers import PostReasonSearch
 from postreason_dspy.optimizers.post_reason_search import PRUNERS, SELECTIONS, TRIALS
 from postreason_dspy.optimizers.scoring import score_program
 from postreason_dspy.optimizers.space import rationale_variant
-from postreason_dspy.optimizers.study import check_storage, default_study_name, redact_url
+from postreason_dspy.optimizers.study import check_storage, default_study_name
 from postreason_dspy.tuning.recommend import recommend
 
 TUNE = "tune.json"
@@ -127,7 +127,7 @@ class TuneConfig:
         parts.append(f"--train-size {self.train_size or 'all'} --dev-size {self.dev_size or 'all'} "
                      f"--limit {self.limit or 'all'} --seed {self.seed}")
         if self.storage:
-            parts.append(f"--storage {shlex.quote(redact_url(self.storage))}")
+            parts.append(f"--storage {shlex.quote(redact(self.storage))}")
         if self.study:
             parts.append(f"--study {shlex.quote(self.study)}")
         if self.max_lm_calls:
@@ -206,7 +206,7 @@ class TuneRun:
             check_storage(config.storage)
         settings = asdict(config)
         if settings["storage"]:
-            settings["storage"] = redact_url(settings["storage"])
+            settings["storage"] = redact(settings["storage"])
         atomic_write_json(path / TUNE, {
             "kind": "tune", "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "command": config.command(), "config": settings,
