@@ -275,6 +275,8 @@ class PostReasonSearch(Teleprompter):
             chat/xml/plain); empty: the format is not searched.
         rationale_fields: rationale field names to choose among per PostReason (see `space.RATIONALE_VARIANTS`).
         num_proposals / prompt_model: clause wordings to ask of the prompt model (default: the task model).
+        withhold_text: the task's text must reach no file (GPQA): no demos and no proposed wordings are
+            allowed, and a failed trial's note names the exception's type only (its message may quote a prompt).
         minibatch / pruner: score candidates this many dev examples at a time and prune ("bound", or
             "median" for Optuna's MedianPruner as well); None scores every candidate on all of dev.
         select: "best" dev score, or "cheapest-within-ci" (fewest output tokens per answer within the
@@ -306,8 +308,13 @@ class PostReasonSearch(Teleprompter):
         minibatch: int | None = None,
         pruner: str = "bound",
         select: str = "best",
+        withhold_text: bool = False,
     ):
         super().__init__()
+        if withhold_text and (num_demo_sets or max_labeled_demos or num_proposals):
+            raise ConfigurationError("the task's text must not be stored: demos and proposed wordings would quote its "
+                                     "examples (set num_demo_sets, max_labeled_demos and num_proposals to 0)")
+        self.withhold_text = withhold_text
         if num_trials < 1 or num_demo_sets < 0:
             raise ConfigurationError("num_trials must be at least 1 and num_demo_sets at least 0")
         if minibatch is not None and minibatch < 1:
@@ -626,7 +633,7 @@ class PostReasonSearch(Teleprompter):
             study.tell(trial, state=TrialState.FAIL)
             interrupted = isinstance(exc, KeyboardInterrupt)
             record.state = "interrupted" if interrupted else "failed"
-            record.note = f"{type(exc).__name__}: {exc}"
+            record.note = type(exc).__name__ if self.withhold_text else f"{type(exc).__name__}: {exc}"
             if interrupted:  # re-run it next time, not counted
                 study.enqueue_trial(params, user_attrs={"baseline": baseline, RETRY_OF: trial.number})
             self._emit(record, study)

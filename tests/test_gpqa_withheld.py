@@ -59,14 +59,37 @@ def test_tune_keeps_no_gpqa_text_and_uses_no_demos(tmp_path, gpqa, capsys):
     texts, _ = gpqa
     runs = tmp_path / "runs"
     assert main(["tune", "--model", "fake", "--benchmark", "gpqa", "--trials", "2", "--train-size", "4",
-                 "--dev-size", "4", "--limit", "4", "--runs-dir", str(runs), "--run-id", "t", "--no-progress"]) == 0
-    assert "only the instruction wording is tuned" in capsys.readouterr().out
+                 "--dev-size", "4", "--limit", "4", "--propose", "2", "--runs-dir", str(runs), "--run-id", "t",
+                 "--no-progress"]) == 0
+    assert "only the shipped instruction wordings are tuned" in capsys.readouterr().out
     folder = runs / "t" / "fake"
     assert json.loads((folder / "demo_sets.json").read_text())["sets"] == []
     summary = json.loads((runs / "t" / "summary.json").read_text())
     assert "gpqa must never be stored" in summary["models"]["fake"]["note"]
     assert (folder / "program.json").is_file() and (folder / "trials.jsonl").is_file()
+    assert "proposed_wordings" not in json.loads((folder / "search.json").read_text())  # --propose was set aside
     assert not leaked(runs, texts)
+
+
+def test_a_failed_trial_on_withheld_text_notes_the_error_type_only(tmp_path):
+    from search_helpers import examples, trials_log
+
+    from postreason_dspy import PostReason
+    from postreason_dspy.optimizers import PostReasonSearch
+
+    def quoting(example, pred, trace=None):
+        raise RuntimeError(f"cannot score {example.question!r}")
+
+    with pytest.raises(ConfigurationError, match="must not be stored"):
+        PostReasonSearch(quoting, withhold_text=True)
+    search = PostReasonSearch(quoting, num_trials=2, num_demo_sets=0, run_dir=tmp_path, withhold_text=True)
+    lm, _ = scripted_lm({"answer": "right", "rationale": "because"})
+    with dspy.context(lm=lm), pytest.raises(RuntimeError):
+        search.compile(PostReason("question -> answer"), trainset=examples(3, "secret-t"),
+                       valset=examples(3, "secret-d"))
+    failed = [line for line in trials_log(tmp_path) if line["state"] == "failed"]
+    assert [line["note"] for line in failed] == ["RuntimeError"]
+    assert "secret-d" not in "".join(path.read_text(errors="ignore") for path in tmp_path.glob("*.json*"))
 
 
 def test_save_program_refuses_gpqa_demos(tmp_path, gpqa):

@@ -161,8 +161,8 @@ class TuneConfig:
 def withheld_note(bench: Any) -> str:
     """Why a benchmark that withholds its text (GPQA) is tuned without demos: they would quote its questions
     in demo_sets.json, the study and program.json."""
-    return (f"{bench.name} must never be stored in plain text, and demos quote its questions: "
-            "only the instruction wording is tuned (no demo sets)")
+    return (f"{bench.name} must never be stored in plain text, and demos and proposed wordings quote its questions: "
+            "only the shipped instruction wordings are tuned (no demo sets, no proposals)")
 
 
 def model_slug(model: str) -> str:
@@ -267,7 +267,8 @@ class TuneRun:
             train=[str(ex.id) for ex in train], dev=[str(ex.id) for ex in dev], seed=config.seed,
         )
         untuned = bench.program(config.program_strategy)
-        num_demo_sets, max_demos = (0, 0) if bench.withhold_text else (config.num_demo_sets, config.max_demos)
+        num_demo_sets, max_demos, proposals = (0, 0, 0) if bench.withhold_text else (
+            config.num_demo_sets, config.max_demos, config.proposals)
         prompt_lm = self.lm_factory(config.prompt_model, api_base=config.api_base, max_tokens=config.max_tokens,
                                     temperature=config.temperature, cache=False) if config.prompt_model else None
         with self.progress(model) as on_trial, dspy.context(lm=lm):
@@ -275,8 +276,9 @@ class TuneRun:
                 bench.metric, num_trials=config.trials, num_demo_sets=num_demo_sets,
                 max_bootstrapped_demos=max_demos, seed=config.seed, storage=config.storage, study_name=study,
                 run_dir=folder, max_lm_calls=config.max_lm_calls, aggregate=bench.accuracy, on_trial=on_trial,
-                adapters=config.adapters, rationale_fields=config.rationale_fields, num_proposals=config.proposals,
+                adapters=config.adapters, rationale_fields=config.rationale_fields, num_proposals=proposals,
                 prompt_model=prompt_lm, minibatch=config.minibatch, pruner=config.pruner, select=config.select,
+                withhold_text=bench.withhold_text,
             )
             best = search.compile(untuned, trainset=train, valset=dev)
             direct = self._direct_on_dev(folder, bench, dev)
