@@ -8,6 +8,7 @@ fallback switched off.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 
 import dspy
 from dspy.adapters.base import Adapter
@@ -57,19 +58,24 @@ def field_start_marker(adapter: Adapter, field_name: str) -> str:
     )
 
 
-def answer_only_stops(adapter: Adapter, field_name: str) -> list[str]:
-    """The stop sequences of answer-only decoding: the rationale's marker, with XML also the tag capitalised.
+def answer_only_stops(adapter: Adapter, field_name: str, others: Iterable[str] = ()) -> list[str]:
+    """The stop sequences of answer-only decoding: the start of the rationale's marker.
 
-    Small models capitalise the tag they were shown (Qwen2.5-Coder-0.5B writes `<Rationale>`), and
-    stop sequences are matched exactly. A plain-text label stops only at the start of a line (so
-    "the rationale: ..." inside an answer does not cut it), as written, in lower case or in capitals.
+    Every token of a stop sequence is generated (and paid for) before the server stops, so the stop is
+    the shortest prefix that names the field: `[[ ## rationale` (ChatAdapter), `<rationale` (XML, also
+    capitalised: Qwen2.5-Coder-0.5B writes `<Rationale>`), unless one of `others` (the signature's other
+    output fields) starts with the same name, where the whole marker is used. A plain-text label stops
+    only at the start of a line (so "the rationale: ..." inside an answer does not cut it), as written,
+    in lower case or in capitals.
     """
     marker = field_start_marker(adapter, field_name)
     if isinstance(adapter, PlainTextAdapter):
         return list(dict.fromkeys(f"\n{spelling}" for spelling in (marker, marker.lower(), marker.upper())))
+    ambiguous = any(other != field_name and other.startswith(field_name) for other in others)
     if isinstance(adapter, XMLAdapter):
-        return list(dict.fromkeys([marker, f"<{field_name[:1].upper()}{field_name[1:]}>"]))
-    return [marker]
+        end = ">" if ambiguous else ""
+        return list(dict.fromkeys([f"<{field_name}{end}", f"<{field_name[:1].upper()}{field_name[1:]}{end}"]))
+    return [marker if ambiguous else marker.removesuffix(" ## ]]")]
 
 
 def field_end_marker(adapter: Adapter, field_name: str) -> str | None:

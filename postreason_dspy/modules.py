@@ -83,7 +83,7 @@ class PostReason(dspy.Module):
     def _call_kwargs(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         mode = _check_mode(kwargs.pop("mode", self.mode))
         if mode == "answer_only":
-            markers = answer_only_stops(active_adapter(), self.rationale_field)
+            markers = answer_only_stops(active_adapter(), self.rationale_field, self.predict.signature.output_fields)
             config = dict(kwargs.pop("config", {}))
             stops = config.get("stop", self.predict.config.get("stop")) or []
             stops = [stops] if isinstance(stops, str) else list(stops)

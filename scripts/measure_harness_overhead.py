@@ -56,7 +56,7 @@ def request_bodies(lm: dspy.LM, program: dspy.Module, examples: list[dspy.Exampl
         marker
         for _, module in program.named_sub_modules()
         if isinstance(module, PostReason) and module.mode == "answer_only"
-        for marker in answer_only_stops(adapter, module.rationale_field)
+        for marker in answer_only_stops(adapter, module.rationale_field, module.predict.signature.output_fields)
     ]
     settings = {"temperature": lm.kwargs["temperature"], "max_tokens": lm.kwargs["max_tokens"]}
     if stop:

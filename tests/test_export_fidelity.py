@@ -182,7 +182,7 @@ def test_exported_python_script_calls_a_chat_completions_server_with_only_the_st
     ((path, body, auth),) = _Server.seen
     assert path == "/v1/chat/completions" and auth == "Bearer sk-test"
     assert body["model"] == "local" and body["max_tokens"] == 64 and body["temperature"] == 0.0
-    assert body["stop"] == ["[[ ## rationale ## ]]"]
+    assert body["stop"] == ["[[ ## rationale"]
     assert body["messages"] == render_messages(entry, {"question": "What is 6 * 7?"})
     assert "What is 6 * 7?" in body["messages"][-1]["content"] and "one and one" in body["messages"][2]["content"]
 
@@ -205,8 +205,8 @@ def test_export_command_writes_each_format_and_resolves_tune_runs(tmp_path, caps
     rebuilt = get_benchmark("commonsense_qa").program("post")
     rebuilt.load_state({key: value for key, value in state.items() if key != "metadata"})
     xml = json.loads(export_program(run / "local", "messages", tmp_path / "x.json", adapter="xml").read_text())
-    assert xml["adapter"] == "XMLAdapter" and xml["predictors"][0]["answer_only_stops"] == ["<rationale>",
-                                                                                              "<Rationale>"]
+    assert xml["adapter"] == "XMLAdapter" and xml["predictors"][0]["answer_only_stops"] == ["<rationale",
+                                                                                              "<Rationale"]
     plain = json.loads(export_program(run / "local", "messages", tmp_path / "p.json", adapter="plain").read_text())
     assert plain["adapter"] == "PlainTextAdapter" and plain["predictors"][0]["parse"] == "plain"
     assert plain["predictors"][0]["answer_only_stops"] == ["\nRationale:", "\nrationale:", "\nRATIONALE:"]

@@ -16,6 +16,7 @@ from postreason_dspy import (
     post_reason_signature,
     with_mode,
 )
+from postreason_dspy.decoding import answer_only_stops
 from postreason_dspy.testing import requested_order, scripted_lm, tokens
 
 LONG_RATIONALE = "Seven times six is forty-two, because six sevens are " + "forty-two " * 40
@@ -37,7 +38,7 @@ def test_prompt_asks_for_answer_before_rationale(adapter):
 
 @pytest.mark.parametrize(
     ("adapter", "markers"),
-    [(dspy.ChatAdapter, ("[[ ## rationale ## ]]",)), (dspy.XMLAdapter, ("<rationale>", "<Rationale>"))],
+    [(dspy.ChatAdapter, ("[[ ## rationale",)), (dspy.XMLAdapter, ("<rationale", "<Rationale"))],
 )
 def test_answer_only_stops_at_rationale_marker(adapter, markers):
     lm, engine = scripted_lm(VALUES)
@@ -66,7 +67,7 @@ def test_answer_only_keeps_user_stop_sequences():
     lm, engine = scripted_lm(VALUES)
     with dspy.context(lm=lm):
         PostReason("question -> answer", mode="answer_only", stop=["END"])(question="q")
-    assert engine.requests[0].stop == ("[[ ## rationale ## ]]", "END")
+    assert engine.requests[0].stop == ("[[ ## rationale", "END")
 
 
 def test_answer_only_refuses_json_adapter_before_calling_the_model():
@@ -101,7 +102,7 @@ def test_every_strategy_makes_one_call_per_prediction():
         for name in ("direct", "post", "post_full", "cot"):
             assert make_strategy(name, "question -> answer")(question="q").answer == "42"
     assert len(engine.requests) == 4
-    assert [r.stop for r in engine.requests] == [(), ("[[ ## rationale ## ]]",), (), ()]
+    assert [r.stop for r in engine.requests] == [(), ("[[ ## rationale",), (), ()]
 
 
 def test_cot_reasons_before_answering():
@@ -198,3 +199,14 @@ def test_with_mode_switches_every_post_reason_in_a_copy():
     full = with_mode(program, "full")
     assert (full.first.mode, full.second.mode) == ("full", "full")
     assert (program.first.mode, program.second.mode) == ("answer_only", "answer_only")
+
+
+def test_answer_only_stops_at_the_whole_marker_when_another_field_shares_the_prefix():
+    assert answer_only_stops(dspy.ChatAdapter(), "rationale", ["rationale_score", "rationale"]) == [
+        "[[ ## rationale ## ]]"]
+    assert answer_only_stops(dspy.XMLAdapter(), "rationale", ["rationale_score"]) == ["<rationale>", "<Rationale>"]
+    lm, engine = scripted_lm({"answer": "42", "rationale_score": "9", "rationale": "because"})
+    with dspy.context(lm=lm):
+        pred = PostReason("question -> answer, rationale_score", mode="answer_only")(question="What is 7 * 6?")
+    assert engine.requests[0].stop == ("[[ ## rationale ## ]]",)
+    assert (pred.answer, pred.rationale_score) == ("42", "9")

@@ -88,7 +88,7 @@ def export_predictor(
         "justification_field": justification,
         "output_markers": {field: field_start_marker(adapter, field) for field in outputs},
         "end_marker": field_end_marker(adapter, outputs[-1]),
-        "answer_only_stops": answer_only_stops(adapter, rationale_field) if rationale_field else None,
+        "answer_only_stops": answer_only_stops(adapter, rationale_field, outputs) if rationale_field else None,
         "parse": parse_rule(adapter),
         "settings": {**settings, **config},
     }
