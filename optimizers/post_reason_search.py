@@ -2,8 +2,9 @@
 
 The best wording and demos differ between models, so this tunes them per model. Like MIPROv2 it asks
 Optuna's TPE sampler for one categorical per predictor (instruction index, demo-set index); unlike
-MIPROv2 the instructions are post-reasoning wordings (`postreason_dspy.optimizers.wordings`). What makes
-the result trustworthy:
+MIPROv2 the instructions are post-reasoning wordings (`postreason_dspy.optimizers.wordings`). What a
+candidate is and how it is applied lives in `candidates`; which trials count and which one wins, in `trials`.
+What makes the result trustworthy:
 
 - candidates are scored on `valset`, which must be given and share no example with `trainset`, the
   pool the demos are bootstrapped from;
@@ -41,7 +42,6 @@ import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -53,13 +53,21 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from postreason_dspy import PostReason
-from postreason_dspy.bound_adapter import active_adapter_name, adapter_name, with_adapter
+from postreason_dspy.bound_adapter import active_adapter_name, adapter_name
 from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.io import JsonlLog, atomic_write_json, json_id
 from postreason_dspy.models import redact
 from postreason_dspy.optimizers import demos as demo_sets
+from postreason_dspy.optimizers.candidates import (
+    Wording,
+    apply_candidate,
+    instruction_candidates,
+    prompt_instructions,
+    rebuild_from_study,
+    tuned_kwargs,
+)
 from postreason_dspy.optimizers.scoring import Aggregate, Metric, Scored, Usage, mean_score, score_program
-from postreason_dspy.optimizers.space import RationaleVariant, propose_wordings, rationale_variant, set_rationale
+from postreason_dspy.optimizers.space import RationaleVariant, propose_wordings, rationale_variant
 from postreason_dspy.optimizers.study import (
     RETRY_OF,
     Heartbeat,
@@ -67,172 +75,24 @@ from postreason_dspy.optimizers.study import (
     open_study,
     retire_stale_trials,
 )
+from postreason_dspy.optimizers.trials import (
+    DUPLICATE_OF,
+    MINIBATCH_PRUNED,
+    TrialRecord,
+    best_trial,
+    cheapest_within_ci,
+    counted_trials,
+    tried_trials,
+)
 from postreason_dspy.optimizers.wordings import POST_REASONING_WORDINGS
-from postreason_dspy.signatures import post_reason_instructions
 
 TRIALS = "trials.jsonl"
 DEMO_SETS = "demo_sets.json"
 SEARCH = "search.json"
 STUDY_DB = "study.db"
-STATES = ("complete", "duplicate", "pruned", "failed", "interrupted")
-DUPLICATE_OF = "duplicate_of"
 MAX_REPEATS = 100  # duplicates in a row before the sampler is taken to have nothing new to offer
-MINIBATCH_PRUNED = "minibatch_pruned"
 SELECTIONS = ("best", "cheapest-within-ci")
 PRUNERS = ("bound", "median")
-
-
-Wording = dict[str, Any]  # {"instructions": the signature's text, "clause": the predictor's own clause (if it has one)}
-
-
-def _owns_clause(predictor: dspy.Predict) -> bool:
-    """Whether the predictor keeps the post-reasoning clause apart from its instructions (and adds it per request)."""
-    return hasattr(predictor, "clause") and hasattr(predictor, "request_signature")
-
-
-def current_wording(predictor: dspy.Predict) -> Wording:
-    wording: Wording = {"instructions": predictor.signature.instructions}
-    if _owns_clause(predictor):
-        wording["clause"] = predictor.clause
-    return wording
-
-
-def prompt_instructions(predictor: dspy.Predict) -> str:
-    """The instructions a request of `predictor` carries (its post-reasoning clause included)."""
-    if _owns_clause(predictor):
-        return predictor.request_signature().instructions
-    return predictor.signature.instructions
-
-
-def instruction_candidates(program: dspy.Module, wordings: Sequence[str]) -> list[list[Wording]]:
-    """Per predictor (in `program.predictors()` order): its current wording first, then, for a PostReason's
-    predictor, each post-reasoning wording (as its clause, or appended to its base instructions)."""
-    owners = {id(m.predict): m for _, m in program.named_sub_modules() if isinstance(m, PostReason)}
-    candidates = []
-    for predictor in program.predictors():
-        options = [current_wording(predictor)]
-        owner = owners.get(id(predictor))
-        if owner is not None:
-            base = owner.base_signature
-            outputs = list(base.output_fields)
-            for wording in wordings:
-                if _owns_clause(predictor):
-                    option = {"instructions": predictor.signature.instructions, "clause": wording}
-                else:
-                    option = {"instructions": post_reason_instructions(
-                        base.instructions, outputs, owner.rationale_field, wording)}
-                if option not in options:
-                    options.append(option)
-        candidates.append(options)
-    return candidates
-
-
-def apply_candidate(
-    program: dspy.Module,
-    wordings: Sequence[Wording],
-    demos: Sequence[Sequence[dict]],
-    *,
-    adapter: str | None = None,
-    rationales: Sequence[RationaleVariant | None] | None = None,
-) -> dspy.Module:
-    """A copy of `program` with these wordings and demos, per predictor; optionally a rationale variant per
-    predictor (None keeps it) and an adapter the copy carries."""
-    candidate = program.deepcopy()
-    owners = {id(m.predict): m for _, m in candidate.named_sub_modules() if isinstance(m, PostReason)}
-    rationales = rationales or [None] * len(wordings)
-    for predictor, wording, chosen, variant in zip(candidate.predictors(), wordings, demos, rationales, strict=True):
-        predictor.signature = predictor.signature.with_instructions(wording["instructions"])
-        if "clause" in wording and _owns_clause(predictor):
-            predictor.clause = wording["clause"]
-        owner = owners.get(id(predictor))
-        if variant is not None and owner is not None:
-            old = owner.rationale_field
-            set_rationale(owner, tuple(variant))
-            chosen = [{(variant[0] if key == old else key): value for key, value in demo.items()} for demo in chosen]
-        predictor.demos = demo_sets.as_demos(chosen)
-    return with_adapter(candidate, adapter) if adapter else candidate
-
-
-def rebuild_from_study(program: dspy.Module, study: optuna.Study, trial: FrozenTrial | None = None) -> dspy.Module:
-    """`program` (untuned) with the instructions and demos of `trial` (default: the best), from the storage alone."""
-    trial = trial or best_trial(study)
-    if trial is None:
-        raise ConfigurationError(f"study {study.study_name!r} has no finished trial yet")
-    document = demo_sets.check_hash(study.user_attrs["demo_sets"], f"study {study.study_name!r}")
-    options = [{set_id: demos for set_id, demos, _ in demo_sets.demo_options(document, i)}
-               for i in range(len(program.predictors()))]
-    chosen = [options[i][set_id] for i, set_id in enumerate(trial.user_attrs["demo_set_ids"])]
-    return apply_candidate(program, trial.user_attrs["wordings"], chosen, adapter=trial.user_attrs.get("adapter"),
-                           rationales=trial.user_attrs.get("rationales"))
-
-
-def counted_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """Finished trials that count toward the budget: complete and not duplicates, in trial order."""
-    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if DUPLICATE_OF not in t.user_attrs]
-
-
-def tried_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """Trials that count toward `num_trials`: the counted ones and those pruned on a minibatch."""
-    pruned = [t for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
-              if t.user_attrs.get(MINIBATCH_PRUNED) and DUPLICATE_OF not in t.user_attrs]
-    return sorted([*counted_trials(study), *pruned], key=lambda t: t.number)
-
-
-def cheapest_within_ci(study: optuna.Study, n: int) -> FrozenTrial | None:
-    """Of the counted trials whose dev score lies within the 95% Wilson interval of the best's (`n` dev
-    examples), the one with the fewest output tokens per answer; ties go to the better score, then the earlier."""
-    from postreason_dspy.evaluation.stats import wilson_interval  # evaluation sits above the optimizers
-
-    best = best_trial(study)
-    if best is None:
-        return None
-    low, _ = wilson_interval(round(best.value * n), n)
-    close = [t for t in counted_trials(study) if t.value >= low - 1e-12]
-    return min(close, key=lambda t: (t.user_attrs.get("answer_tokens", float("inf")), -t.value, t.number))
-
-
-def tuned_kwargs(rationales: Sequence[RationaleVariant | None] | None) -> dict[str, str]:
-    """The constructor arguments that rebuild a program whose PostReason got rationale variant(s)
-    `rationales` (a benchmark program passes them to its one post-reasoning step); {} when none changed."""
-    chosen = {tuple(v) for v in rationales or () if v is not None}
-    if not chosen:
-        return {}
-    if len(chosen) > 1:
-        raise ConfigurationError("the predictors got different rationale fields: no one program_kwargs rebuilds it")
-    name, desc = chosen.pop()
-    return {"rationale_field": name, "rationale_desc": desc}
-
-
-def best_trial(study: optuna.Study) -> FrozenTrial | None:
-    """The best counted trial; ties go to the earliest (the baseline wins a tie)."""
-    trials = counted_trials(study)
-    return max(trials, key=lambda t: (t.value, -t.number)) if trials else None
-
-
-@dataclass
-class TrialRecord:
-    """One line of trials.jsonl."""
-
-    number: int
-    state: str
-    params: dict[str, int]
-    instructions: list[str]
-    demo_set_ids: list[str]
-    demo_ids: list[list[str]]
-    dev_score: float | None
-    lm_calls: int
-    input_tokens: int
-    output_tokens: int
-    seconds: float
-    baseline: bool
-    unparsed: int = 0
-    answer_tokens: float | None = None
-    adapter: str | None = None
-    rationale_fields: list[str | None] | None = None
-    duplicate_of: int | None = None
-    retry_of: int | None = None
-    note: str | None = None
 
 
 @contextmanager

@@ -22,8 +22,9 @@ from search_worker import start_worker
 
 from postreason_dspy import PostReason
 from postreason_dspy.io import JsonlLog
-from postreason_dspy.optimizers.post_reason_search import counted_trials, prompt_instructions, rebuild_from_study
+from postreason_dspy.optimizers.candidates import prompt_instructions, rebuild_from_study
 from postreason_dspy.optimizers.study import open_study
+from postreason_dspy.optimizers.trials import counted_trials
 
 EXPERT = "An expert will review"
 

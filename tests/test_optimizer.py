@@ -19,14 +19,14 @@ from search_worker import start_worker
 
 from postreason_dspy import Direct, PostReason
 from postreason_dspy.errors import ConfigurationError
-from postreason_dspy.optimizers.demos import check_justified, read_demo_sets
-from postreason_dspy.optimizers.post_reason_search import (
-    PostReasonSearch,
+from postreason_dspy.optimizers.candidates import (
     apply_candidate,
     instruction_candidates,
     prompt_instructions,
     rebuild_from_study,
 )
+from postreason_dspy.optimizers.demos import check_justified, read_demo_sets
+from postreason_dspy.optimizers.post_reason_search import PostReasonSearch
 from postreason_dspy.optimizers.study import open_study
 from postreason_dspy.optimizers.wordings import POST_REASONING_WORDINGS
 from postreason_dspy.testing import scripted_lm

@@ -13,7 +13,7 @@ from postreason_dspy.bound_adapter import bound_adapter, with_adapter
 from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.export import program_adapter
 from postreason_dspy.optimizers import PostReasonSearch
-from postreason_dspy.optimizers.post_reason_search import prompt_instructions
+from postreason_dspy.optimizers.candidates import prompt_instructions
 from postreason_dspy.optimizers.space import valid_wording
 from postreason_dspy.testing import requested_order, scripted_lm
 

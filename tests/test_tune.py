@@ -13,7 +13,7 @@ from postreason_dspy.benchmarks import get_benchmark
 from postreason_dspy.benchmarks.program_file import read_program
 from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.io import JsonlLog
-from postreason_dspy.optimizers.post_reason_search import prompt_instructions
+from postreason_dspy.optimizers.candidates import prompt_instructions
 from postreason_dspy.testing import scripted_lm
 from postreason_dspy.tuning import TuneConfig, TuneRun, recommend
 from postreason_dspy.tuning.report import write_tune_report
