@@ -13,7 +13,7 @@ from postreason_dspy.benchmarks.program_file import save_program
 from postreason_dspy.cli import main
 from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.evaluation import EvalConfig, RunStore, resume_run
-from postreason_dspy.evaluation import runner as runner_module
+from postreason_dspy.evaluation import session as session_module
 from postreason_dspy.io import content_id
 from postreason_dspy.testing import scripted_lm
 
@@ -86,8 +86,8 @@ def test_program_labels_must_not_shadow_a_strategy_and_pairs_must_name_strategie
 def test_eval_command_with_program_files(tmp_path, monkeypatch, capsys):
     path = tuned_file(tmp_path / "tuned-post.json")
     lm, _ = scripted_lm(post_fixes_odd)
-    monkeypatch.setattr(runner_module, "resolve_lm", lambda *a, **k: lm)
-    monkeypatch.setattr(runner_module, "_default_benchmark", lambda name: FakeBenchmark())
+    monkeypatch.setattr(session_module, "resolve_lm", lambda *a, **k: lm)
+    monkeypatch.setattr(session_module, "_default_benchmark", lambda name: FakeBenchmark())
     runs = tmp_path / "runs"
     args = ["eval", "--model", "fake", "--benchmark", "arith", "--strategy", "direct,post", "--limit", "3",
             "--program", str(path), "--program", f"{path}=again", "--pair", "again:post",

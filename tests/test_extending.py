@@ -28,7 +28,7 @@ from postreason_dspy import (
 from postreason_dspy.benchmarks import get_benchmark, list_benchmarks, registry
 from postreason_dspy.cli import main
 from postreason_dspy.cli.plugins import load_plugins
-from postreason_dspy.evaluation import EvalConfig, runner
+from postreason_dspy.evaluation import EvalConfig, session
 from postreason_dspy.programs.math_word import MathWord
 from postreason_dspy.testing import requested_order, scripted_lm
 
@@ -183,7 +183,7 @@ def test_the_readme_examples_run_through_postreason_eval(tmp_path, monkeypatch, 
     data = _capitals_file(tmp_path)
     monkeypatch.chdir(tmp_path)
     lm, engine = scripted_lm(_knows_capitals)
-    monkeypatch.setattr(runner, "resolve_lm", lambda *args, **kwargs: lm)
+    monkeypatch.setattr(session, "resolve_lm", lambda *args, **kwargs: lm)
     monkeypatch.setenv("POSTREASON_PLUGINS", "./capitals.py,./plan_first.py")
     command = ("eval --benchmark capitals --data capitals=capitals.jsonl "
                "--strategy direct,post,cot,plan_first --limit all")

@@ -34,7 +34,7 @@ def parroting(user: str) -> dict[str, str] | str:
 def gpqa(data_dir, monkeypatch):
     texts = fake_gpqa(data_dir, rows=40)
     lm, engine = scripted_lm(parroting)
-    monkeypatch.setattr("postreason_dspy.evaluation.runner.resolve_lm", lambda *a, **k: lm)
+    monkeypatch.setattr("postreason_dspy.evaluation.session.resolve_lm", lambda *a, **k: lm)
     monkeypatch.setattr("postreason_dspy.tuning.run.resolve_lm", lambda *a, **k: lm)
     return texts, engine
 

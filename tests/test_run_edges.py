@@ -15,7 +15,7 @@ from test_runner import FAST_RETRY, FakeBenchmark, number, post_fixes_odd, run
 from postreason_dspy.cli import main
 from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.evaluation import EvalConfig, RunStore, resume_run, write_report
-from postreason_dspy.evaluation import runner as runner_module
+from postreason_dspy.evaluation import session as session_module
 from postreason_dspy.evaluation.retry import is_connection_failure
 from postreason_dspy.evaluation.runner import DEAD_SERVER_FAILURES, ModelServerDown
 from postreason_dspy.models import resolve_lm
@@ -96,8 +96,8 @@ def test_other_errors_in_a_row_do_not_stop_the_run(tmp_path):
 
 def test_the_dead_server_stop_is_one_line_from_the_command(tmp_path, monkeypatch, capsys):
     lm, _ = scripted_lm(lambda user: (_ for _ in ()).throw(ConnectionRefusedError(111, "Connection refused")))
-    monkeypatch.setattr(runner_module, "resolve_lm", lambda *a, **k: lm)
-    monkeypatch.setattr(runner_module, "_default_benchmark", lambda name: FakeBenchmark())
+    monkeypatch.setattr(session_module, "resolve_lm", lambda *a, **k: lm)
+    monkeypatch.setattr(session_module, "_default_benchmark", lambda name: FakeBenchmark())
     args = ["eval", "--model", "fake", "--benchmark", "arith", "--strategy", "direct", "--retries", "0",
             "--runs-dir", str(tmp_path), "--run-id", "dead", "--no-progress"]
     assert main(args) == 2

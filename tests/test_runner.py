@@ -16,7 +16,7 @@ from postreason_dspy import make_strategy
 from postreason_dspy.cli import main
 from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.evaluation import EvalConfig, RetryPolicy, RunStore, resume_run, start_run, write_report
-from postreason_dspy.evaluation import runner as runner_module
+from postreason_dspy.evaluation import session as session_module
 from postreason_dspy.scoring import answer_text
 from postreason_dspy.testing import requested_order, scripted_lm
 
@@ -238,8 +238,8 @@ def test_progress_display_shows_each_setting(tmp_path):
 
 def test_eval_command_end_to_end(tmp_path, monkeypatch, capsys):
     lm, _ = scripted_lm(post_fixes_odd)
-    monkeypatch.setattr(runner_module, "resolve_lm", lambda *a, **k: lm)
-    monkeypatch.setattr(runner_module, "_default_benchmark", lambda name: FakeBenchmark())
+    monkeypatch.setattr(session_module, "resolve_lm", lambda *a, **k: lm)
+    monkeypatch.setattr(session_module, "_default_benchmark", lambda name: FakeBenchmark())
     args = ["eval", "--model", "fake", "--benchmark", "arith", "--strategy", "direct,post", "--limit", "4",
             "--runs-dir", str(tmp_path), "--run-id", "cli", "--no-progress"]
     assert main(args) == 0

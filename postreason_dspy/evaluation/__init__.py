@@ -14,7 +14,8 @@ from postreason_dspy.evaluation.report import (
     write_report,
 )
 from postreason_dspy.evaluation.retry import RetryPolicy
-from postreason_dspy.evaluation.runner import ModelServerDown, resume_run, start_run
+from postreason_dspy.evaluation.runner import ModelServerDown
+from postreason_dspy.evaluation.session import resume_run, start_run
 from postreason_dspy.evaluation.summary import Summary, compare_runs, summarize
 
 __all__ = [
