@@ -164,3 +164,28 @@ def test_a_storage_password_is_never_written(tmp_path, monkeypatch):
     with pytest.raises(ConfigurationError, match="give the URL again with --storage"):
         TuneRun.open("pw", tmp_path)
     assert TuneRun.open("pw", tmp_path, storage=config.storage).config.storage == config.storage
+
+
+def test_with_direct_demos_the_test_also_runs_direct_with_the_tuned_demos(tmp_path):
+    """The control that separates the demos' share: direct given the tuned program's demos, minus justifications."""
+    data = csqa_file(tmp_path)
+    lm, engine = expert_model()
+    config = TuneConfig(models=("scripted",), benchmark="commonsense_qa", trials=6, train_size=8, dev_size=8,
+                        limit=10, num_demo_sets=2, max_demos=1, data=str(data), with_direct_demos=True)
+    run = TuneRun.create(tmp_path / "runs", config, "c1", lm_factory=lambda *a, **k: lm)
+    row = run.run()["models"]["scripted"]
+    folder = run.path / "scripted"
+    tuned_demos = read_program(folder / "program.json").state["choose.predict"]["demos"]
+    control = read_program(folder / "direct_demos.json")
+    assert tuned_demos and control.strategy == "direct"
+    demos = control.state["choose.predict"]["demos"]
+    assert [d["question"] for d in demos] == [d["question"] for d in tuned_demos]
+    assert all("rationale" not in d and d["answer"] for d in demos)
+    # The expert model is right only under the post wording: the demos alone do not make direct right.
+    assert row["test"]["tuned"] == 1.0 and row["test"]["direct_demos"] < 0.5
+    assert row["p_values"]["tuned_vs_direct_demos"] is not None
+    direct_demo_requests = [r for r in engine.requests if tuned_demos[0]["question"] in str(r.messages)
+                            and "rationale" not in r.messages[0]["content"]]
+    assert len(direct_demo_requests) >= 10  # every test question asked with the demo in the prompt
+    assert "--with-direct-demos" in run.config.command()
+    assert "direct answer with the tuned program's demos" in write_tune_report(run.path, with_plots=False)[0]

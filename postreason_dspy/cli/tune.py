@@ -67,6 +67,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "benchmark, model, program, splits and seed, so every worker finds the same study)")
     parser.add_argument("--max-lm-calls", type=int, metavar="C", help="stop the search cleanly after C LM calls")
     parser.add_argument("--with-cot", action="store_true", help="also evaluate chain-of-thought on test")
+    parser.add_argument("--with-direct-demos", action="store_true",
+                        help="also evaluate on test a direct answer given the tuned program's demos (without their "
+                        "justifications): separates the demos' share of the gain from post-reasoning's")
     search = parser.add_argument_group("search dimensions and efficiency (all off by default)")
     search.add_argument("--adapters", type=_names, metavar="LIST", help="also search the output format among "
                         "these adapters, e.g. chat,xml,plain (the program keeps the one chosen)")
@@ -122,6 +125,7 @@ def _config(args: argparse.Namespace) -> TuneConfig:
         study=args.study,
         max_lm_calls=args.max_lm_calls,
         with_cot=args.with_cot,
+        with_direct_demos=args.with_direct_demos,
         seed=defaults.seed if args.seed is None else args.seed,
         api_base=args.api_base,
         data=args.data,

@@ -93,6 +93,10 @@ def model_markdown(run: Path, model: str, row: dict[str, Any], plot: Path | None
     if row["test"].get("cot") is not None:
         lines.append(f"\nchain-of-thought on test: {_pct(row['test']['cot'])}")
     p = row["p_values"]
+    if row["test"].get("direct_demos") is not None:
+        lines.append(f"\ndirect answer with the tuned program's demos (justifications dropped) on test: "
+                     f"{_pct(row['test']['direct_demos'])}; McNemar p tuned vs it "
+                     f"{_p(p.get('tuned_vs_direct_demos'))}, it vs direct {_p(p.get('direct_demos_vs_direct'))}")
     lines += ["", f"McNemar p on test: tuned vs untuned {_p(p['tuned_vs_untuned'])}, tuned vs direct "
               f"{_p(p['tuned_vs_direct'])}, untuned vs direct {_p(p['untuned_vs_direct'])}.", "",
               f"Tuning: {row['trials']} trials ({row['duplicates']} duplicates not re-scored; stopped: "

@@ -41,6 +41,7 @@ from postreason_dspy.optimizers.post_reason_search import PRUNERS, SELECTIONS, T
 from postreason_dspy.optimizers.scoring import score_program
 from postreason_dspy.optimizers.space import rationale_variant
 from postreason_dspy.optimizers.study import check_storage, default_study_name
+from postreason_dspy.tuning.controls import DIRECT_DEMOS, DIRECT_DEMOS_FILE, direct_with_demos
 from postreason_dspy.tuning.recommend import recommend
 
 TUNE = "tune.json"
@@ -73,6 +74,7 @@ class TuneConfig:
     study: str | None = None
     max_lm_calls: int | None = None
     with_cot: bool = False
+    with_direct_demos: bool = False
     seed: int = 0
     api_base: str | None = None
     max_tokens: int = 512
@@ -134,6 +136,8 @@ class TuneConfig:
             parts.append(f"--max-lm-calls {self.max_lm_calls}")
         if self.with_cot:
             parts.append("--with-cot")
+        if self.with_direct_demos:
+            parts.append("--with-direct-demos")
         if self.adapters:
             parts.append(f"--adapters {','.join(self.adapters)}")
         if self.rationale_fields:
@@ -293,6 +297,11 @@ class TuneRun:
                                "dev_scores": dev_scores, "dev_size": len(dev), "train_size": len(train),
                                "trials": record["counted"], "study": record["study_name"],
                                "best_trial": record["best"], "stopped": record["stopped"], **adapter})
+        control = direct_with_demos(bench, best)
+        if control is not None:
+            save_program(control, folder / DIRECT_DEMOS_FILE, benchmark=config.benchmark, strategy="direct",
+                         model=model, metadata={"temperature": config.temperature, "max_tokens": config.max_tokens,
+                                                "demos_from": PROGRAM})
         test = self._test(model, folder, program_path)
         summary = self._model_summary(model, folder, record, direct, dev_scores, test, train, dev)
         return {**summary, "note": withheld_note(bench)} if bench.withhold_text else summary
@@ -315,10 +324,15 @@ class TuneRun:
         """The held-out comparison through the evaluation harness (resumed if an earlier session began it)."""
         config = self.config
         strategies = ("direct", config.program_strategy, *(("cot",) if config.with_cot else ()))
+        programs = {config.tuned_label: str(program_path.resolve())}
+        pairs = [(config.tuned_label, config.program_strategy)]
+        control = folder / DIRECT_DEMOS_FILE
+        if config.with_direct_demos and control.is_file():
+            programs[DIRECT_DEMOS] = str(control.resolve())
+            pairs.append((config.tuned_label, DIRECT_DEMOS))
         eval_config = EvalConfig(
             models=(model,), benchmarks=(config.benchmark,), strategies=strategies,
-            programs={config.tuned_label: str(program_path.resolve())},
-            pairs=((config.tuned_label, config.program_strategy),),
+            programs=programs, pairs=tuple(pairs),
             limit=config.limit, split="test", seed=config.seed, max_tokens=config.max_tokens,
             temperature=config.temperature, api_base=config.api_base,
             data={config.benchmark: config.data} if config.data else {},
@@ -336,7 +350,8 @@ class TuneRun:
         dev_scores: dict[str, float | None], test: dict[str, Any], train: list, dev: list,
     ) -> dict[str, Any]:
         config = self.config
-        labels = {"direct": "direct", "untuned": config.program_strategy, "tuned": config.tuned_label}
+        labels = {"direct": "direct", "untuned": config.program_strategy, "tuned": config.tuned_label,
+                  DIRECT_DEMOS: DIRECT_DEMOS}
         accuracy = {name: next((s["accuracy"] for s in test["settings"] if s["strategy"] == label), None)
                     for name, label in labels.items()}
         if config.with_cot:
@@ -364,7 +379,9 @@ class TuneRun:
             "dev": dev_scores,
             "test": accuracy,
             "p_values": {"tuned_vs_untuned": p("tuned", "untuned"), "tuned_vs_direct": p("tuned", "direct"),
-                         "untuned_vs_direct": p("untuned", "direct")},
+                         "untuned_vs_direct": p("untuned", "direct"),
+                         f"tuned_vs_{DIRECT_DEMOS}": p("tuned", DIRECT_DEMOS),
+                         f"{DIRECT_DEMOS}_vs_direct": p(DIRECT_DEMOS, "direct")},
             "tuning_lm_calls": record["lm_calls"] + direct.get("lm_calls", 0),
             "tuning_tokens": {"input": record["input_tokens"] + direct.get("input_tokens", 0),
                               "output": record["output_tokens"] + direct.get("output_tokens", 0)},

@@ -1,0 +1,30 @@
+"""A control that separates what tuning changed: a direct answer given the tuned program's demos.
+
+A tuned post-reasoning program differs from a zero-shot direct answer in two ways at once: the
+post-reasoning wording and its few-shot demos. The direct program with the same demos (their
+justifications dropped, since a direct answer has no field for them) takes the demos' share out of
+the comparison: tuned post vs this control measures what post-reasoning adds on top of the demos.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dspy
+
+DIRECT_DEMOS = "direct_demos"
+DIRECT_DEMOS_FILE = "direct_demos.json"
+
+
+def direct_with_demos(bench: Any, tuned: dspy.Module) -> dspy.Module | None:
+    """The benchmark's direct program carrying `tuned`'s demos, each reduced to the direct signature's fields
+    (so without its justification); None when `tuned` has no demos or its predictors do not pair up."""
+    direct = bench.program("direct")
+    sources, targets = tuned.named_predictors(), direct.named_predictors()
+    if len(sources) != len(targets) or not any(predictor.demos for _, predictor in sources):
+        return None
+    for (_, source), (_, target) in zip(sources, targets, strict=True):
+        keep = {*target.signature.fields, "augmented"}  # augmented: a bootstrapped demo, formatted as a full turn
+        target.demos = [dspy.Example(**{key: value for key, value in demo.items() if key in keep})
+                        for demo in source.demos]
+    return direct
