@@ -45,11 +45,12 @@ PAIRS = (
 )
 
 
-def postreason(*args: str) -> None:
-    """Run one `postreason` command, echoed; a failure stops the script with that command's exit code."""
+def postreason(*args: str, check: bool = True) -> None:
+    """Run one `postreason` command, echoed; a failure stops the script with that command's exit code
+    (unless `check` is False: the caller looks at what the command left)."""
     print("$ postreason " + " ".join(args), flush=True)
     code = subprocess.call([POSTREASON, *args])
-    if code:
+    if code and check:
         sys.exit(code)
 
 
@@ -74,8 +75,7 @@ def evaluate(args: argparse.Namespace, run_id: str) -> None:
 
 
 def distill_done(folder: Path) -> bool:
-    path = folder / "summary.json"
-    return path.exists() and not json.loads(path.read_text()).get("failed")
+    return (folder / "summary.json").exists()
 
 
 def run_steps(args: argparse.Namespace) -> tuple[Path, Path]:
@@ -85,10 +85,12 @@ def run_steps(args: argparse.Namespace) -> tuple[Path, Path]:
     if not program.exists():
         save_program(get_benchmark(args.benchmark).program("post"), program, benchmark=args.benchmark,
                      strategy="post", model="local")
-    if not distill_done(distilled):
+    if not distill_done(distilled):  # examples that fail (e.g. an answer naming no option) are counted, not retried
         serve("--model", args.base)
         postreason("distill", str(program), "--split", "train", "--limit", str(args.distill_limit),
-                   "--rationalize", "--out", str(distilled))
+                   "--rationalize", "--out", str(distilled), check=False)
+        if not distill_done(distilled):
+            sys.exit(f"postreason distill wrote no {distilled / 'summary.json'}")
     if not (adapter / "finetune.json").exists():
         postreason("local", "down")
         resume = ["--resume"] if (adapter / "state.json").exists() else []
