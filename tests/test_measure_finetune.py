@@ -30,9 +30,9 @@ class FakeCli:
     """Plays the commands the script runs: records each, and writes what the real command would leave."""
 
     def __init__(self, runs: Path):
-        self.runs, self.commands, self.served = runs, [], None
+        self.runs, self.commands, self.served, self.failed = runs, [], None, 0
 
-    def __call__(self, *args: str) -> None:
+    def __call__(self, *args: str, check: bool = True) -> None:
         self.commands.append(args)
         if args[:2] == ("local", "down"):
             self.served = None
@@ -42,7 +42,8 @@ class FakeCli:
             assert self.served == "base"
             out = Path(args[args.index("--out") + 1])
             out.mkdir(parents=True)
-            (out / "summary.json").write_text(json.dumps({"kept": 3, "rationalized": 9, "failed": 0, "records": 12}))
+            (out / "summary.json").write_text(json.dumps({"kept": 3, "rationalized": 9, "failed": self.failed,
+                                                          "records": 12}))
         elif args[0] == "finetune":
             assert self.served is None, "training while a server runs"
             out = Path(args[args.index("--out") + 1])
@@ -104,3 +105,11 @@ def test_a_second_run_reuses_every_finished_step(run):
     cli.commands.clear()
     assert script.main(argv) == 0
     assert cli.commands == [("local", "down")]
+
+
+def test_a_distillation_with_failed_examples_goes_on_to_training(run):
+    script, cli, argv, _ = run
+    cli.failed = 1  # e.g. an answer that names no option, the same on every retry
+    assert script.main(argv) == 0
+    assert [command[0] for command in cli.commands].count("distill") == 1
+    assert any(command[0] == "finetune" for command in cli.commands)
