@@ -213,6 +213,17 @@ def test_all_mode_trains_on_the_whole_reply_and_the_end_of_turn_token(tokenizer)
     assert all(last <= reply_start for first, last in outside[:-1])  # the prompt, and the final newline, never
 
 
+def test_a_justification_span_that_ends_the_reply_also_trains_the_end_of_turn_token(tokenizer):
+    """As distill writes spans (the justification runs to the reply's end): the model must learn to stop."""
+    data = make_record()
+    reply = data["messages"][-1]["content"]
+    marker = reply.index("[[ ## justification ## ]]")
+    data["spans"] = {"answer": [0, marker], "justification": [marker, len(reply)]}
+    record = parse_record(data, "r")
+    assert selected(tokenizer, record, "justification")[0] == reply[marker:] + "<|im_end|>"
+    assert "<|im_end|>" not in selected(tokenizer, record, "answer")[0]
+
+
 def test_a_token_straddling_the_spans_edge_is_trained_on_whole(tokenizer):
     # "." and the newlines after it are one token here: the span ends inside it, the token is kept whole.
     record = parse_record(make_record(justification="Because 2 + 3 = 5."), "r")

@@ -26,13 +26,14 @@ class Encoded:
 
 
 def reply_span(record: Record, mode: str, suffix: str) -> tuple[int, int]:
-    """The span of the reply (content offsets) a loss mode trains on; `all` takes the reply and the
-    template's end-of-turn text (`suffix`, e.g. "<|im_end|>"), so the model also learns to stop."""
+    """The span of the reply (content offsets) a loss mode trains on. A span that reaches the end of the
+    reply (`all`; `justification` as distill writes it) also takes the template's end-of-turn text
+    (`suffix`, e.g. "<|im_end|>"), so the model learns to stop: without it, an adapter trained on
+    justifications only kept writing past `[[ ## completed ## ]]` (measured on the 0.5B model)."""
     if mode not in LOSS_MODES:
         raise ConfigurationError(f"unknown loss mode {mode!r}; choose from {', '.join(LOSS_MODES)}")
-    if mode == "all":
-        return 0, len(record.reply) + len(suffix)
-    return record.spans[mode]
+    start, end = (0, len(record.reply)) if mode == "all" else record.spans[mode]
+    return start, end + len(suffix) if end == len(record.reply) else end
 
 
 def render(tokenizer: Any, record: Record) -> tuple[str, int, str]:
