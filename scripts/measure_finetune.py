@@ -30,6 +30,7 @@ from typing import Any
 from postreason_dspy.benchmarks import get_benchmark
 from postreason_dspy.benchmarks.program_file import save_program
 from postreason_dspy.evaluation.records import ExampleRecord, RunStore, Setting
+from postreason_dspy.evaluation.report import interval, pct
 from postreason_dspy.evaluation.summary import paired, setting_stats
 from postreason_dspy.io import atomic_write_json, atomic_write_text
 
@@ -139,9 +140,6 @@ def training_figures(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def markdown(result: dict[str, Any]) -> str:
-    def pct(value: float | None) -> str:
-        return "-" if value is None else f"{100 * value:.1f}%"
-
     train = result["training"]
     lines = [
         f"# Post-reason tuning: {result['base']} on {result['benchmark']}", "",
@@ -152,17 +150,15 @@ def markdown(result: dict[str, Any]) -> str:
         "| arm | n | accuracy | 95% CI | output tokens | latency s |", "|---|---|---|---|---|---|",
     ]
     for arm in result["arms"]:
-        ci = arm["ci"]
         lines.append(f"| {arm['model']} {arm['strategy']} | {arm['scored']} | {pct(arm['accuracy'])} | "
-                     f"{'-' if ci is None else f'[{pct(ci[0])}, {pct(ci[1])}]'} | "
+                     f"{interval(arm['ci'])} | "
                      f"{arm['mean_completion_tokens'] or 0:.1f} | {arm['mean_latency_s'] or 0:.2f} |")
     lines += ["", "| treatment vs baseline | pairs | difference | 95% CI | wins/losses | McNemar p |",
               "|---|---|---|---|---|---|"]
     for row in result["pairs"]:
-        low, high = row["difference_ci"]
         lines.append(f"| {row['treatment']} vs {row['baseline']} | {row['pairs']} | {100 * row['difference']:+.1f} | "
-                     f"[{100 * low:+.1f}, {100 * high:+.1f}] | {row['treatment_only']}/{row['baseline_only']} | "
-                     f"{row['p_value']:.3g} |")
+                     f"{interval(row['difference_ci'], signed=True)} | "
+                     f"{row['treatment_only']}/{row['baseline_only']} | {row['p_value']:.3g} |")
     return "\n".join(lines) + "\n"
 
 
