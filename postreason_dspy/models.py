@@ -77,6 +77,9 @@ def served_model_ids(api_base: str, api_key: str | None = None, timeout: float =
         return None
 
 
+REDACTED = "[redacted]"  # what stands for a secret in messages, records and shown commands
+
+
 def redact(url: str) -> str:
     """`url` with its password (if any) replaced by "[redacted]", for messages, records and resume commands:
     the user name stays, so a shown command says whose password to supply."""
@@ -84,7 +87,7 @@ def redact(url: str) -> str:
     if parts.password is None:
         return url
     user, _, host = parts.netloc.rpartition("@")
-    return parts._replace(netloc=f"{user.partition(':')[0]}:[redacted]@{host}").geturl()
+    return parts._replace(netloc=f"{user.partition(':')[0]}:{REDACTED}@{host}").geturl()
 
 
 def _known_provider(provider: str) -> bool:

@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-REDACTED = "[redacted]"
+from postreason_dspy.models import REDACTED
 
 # Field names whose values are credentials. Counts such as `completion_tokens` or `max_tokens` are not.
 SECRET_FIELD = re.compile(
