@@ -12,6 +12,8 @@ again after an interruption):
 5. the adapter served on the same base: the same eval -> run RUN-tuned;
 6. the four arms paired by example id (McNemar p, paired bootstrap interval), with the training time
    and tokens/s -> results/finetune-<base>.json, .md and -loss.png (--results-dir).
+A retraining (another loss, more epochs, a fixed mask) can `--reuse` an earlier run: its program, distilled
+data and base evaluation are taken as they are (same base model, same questions), and only steps 3 and 5 run.
 Every step is an ordinary `postreason` command, printed before it runs.
 """
 
@@ -79,10 +81,17 @@ def distill_done(folder: Path) -> bool:
     return (folder / "summary.json").exists()
 
 
+def base_run(args: argparse.Namespace) -> str:
+    return f"{args.reuse or args.run_id}-base"
+
+
 def run_steps(args: argparse.Namespace) -> tuple[Path, Path]:
     """Steps 1-5; returns the distill folder and the fine-tuning output folder."""
     home = args.runs_dir / args.run_id
-    program, distilled, adapter = home / "program.json", home / "distill", home / "adapter"
+    source = args.runs_dir / args.reuse if args.reuse else home
+    program, distilled, adapter = source / "program.json", source / "distill", home / "adapter"
+    if args.reuse and not (distill_done(distilled) and complete_run(args.runs_dir, base_run(args))):
+        sys.exit(f"--reuse {args.reuse}: its distilled data or its base evaluation is not finished")
     if not program.exists():
         save_program(get_benchmark(args.benchmark).program("post"), program, benchmark=args.benchmark,
                      strategy="post", model="local")
@@ -98,9 +107,9 @@ def run_steps(args: argparse.Namespace) -> tuple[Path, Path]:
         postreason("finetune", str(distilled), "--out", str(adapter), "--base", args.base, "--loss", "justification",
                    "--epochs", str(args.epochs), "--max-minutes", str(args.max_minutes), "--runs-dir",
                    str(args.runs_dir), "--run-id", f"{args.run_id}-finetune", "--no-progress", *resume)
-    if not complete_run(args.runs_dir, f"{args.run_id}-base"):
+    if not complete_run(args.runs_dir, base_run(args)):
         serve("--model", args.base)
-        evaluate(args, f"{args.run_id}-base")
+        evaluate(args, base_run(args))
     if not complete_run(args.runs_dir, f"{args.run_id}-tuned"):
         serve("--adapter", str(adapter))
         evaluate(args, f"{args.run_id}-tuned")
@@ -179,11 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-minutes", type=float, default=40.0, help="training-time budget")
     parser.add_argument("--limit", type=int, default=200, help="held-out test questions per arm")
     parser.add_argument("--run-id", required=True)
+    parser.add_argument("--reuse", metavar="RUN", help="an earlier run: reuse its distilled data and base eval")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
     parser.add_argument("--results-dir", type=Path, default=Path("results"))
     args = parser.parse_args(argv)
     distilled, adapter = run_steps(args)
-    base = RunStore.open(f"{args.run_id}-base", args.runs_dir).records()
+    base = RunStore.open(base_run(args), args.runs_dir).records()
     tuned = RunStore.open(f"{args.run_id}-tuned", args.runs_dir).records()
     record = json.loads((adapter / "finetune.json").read_text())
     result = {
@@ -192,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         "generated": datetime.now(UTC).isoformat(timespec="seconds"),
         "benchmark": args.benchmark,
         "base": args.base,
-        "runs": {"base": f"{args.run_id}-base", "tuned": f"{args.run_id}-tuned",
+        "runs": {"base": base_run(args), "tuned": f"{args.run_id}-tuned",
                  "finetune": f"{args.run_id}-finetune"},
         "distill": {key: value for key, value in json.loads((distilled / "summary.json").read_text()).items()
                     if key in ("kept", "rationalized", "rejected", "failed", "test_overlap", "records")},

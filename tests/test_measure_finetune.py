@@ -113,3 +113,21 @@ def test_a_distillation_with_failed_examples_goes_on_to_training(run):
     assert script.main(argv) == 0
     assert [command[0] for command in cli.commands].count("distill") == 1
     assert any(command[0] == "finetune" for command in cli.commands)
+
+
+def test_a_retraining_reuses_the_earlier_runs_data_and_base_evaluation(run):
+    script, cli, argv, tmp_path = run
+    script.main(argv)
+    cli.commands.clear()
+    retrain = [*argv[:argv.index("--run-id")], "--run-id", "ft2", "--reuse", "ft", *argv[argv.index("--run-id") + 2:]]
+    assert script.main(retrain) == 0
+    assert [command[0] for command in cli.commands if command[0] != "local"] == ["finetune", "eval"]
+    assert cli.commands[-2][cli.commands[-2].index("--run-id") + 1] == "ft2-tuned"
+    result = json.loads((tmp_path / "results" / "finetune-qwen2.5-coder-0.5b.json").read_text())
+    assert result["runs"]["base"] == "ft-base" and result["distill"]["rationalized"] == 9
+
+
+def test_reuse_of_an_unfinished_run_is_refused(run):
+    script, _, argv, _ = run
+    with pytest.raises(SystemExit, match="not finished"):
+        script.main([*argv, "--reuse", "nothing-here"])
