@@ -11,11 +11,16 @@ same held-out test questions through the evaluation harness, with McNemar p-valu
         --train-size 40 --dev-size 50 --limit 200
 
 Writes runs/<run-id>/compare.json (and each optimizer's program.json, ours' study, the test run beside it).
+The run spans interruptions: run the same command again. Each optimizer that finished is kept (its program
+and `result.json`); one interrupted mid-compile starts over from nothing, so the calls and seconds it reports
+are those of one whole compile; the test run resumes where it stopped.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -28,10 +33,10 @@ import dspy
 from postreason_dspy.benchmarks import get_benchmark
 from postreason_dspy.benchmarks.program_file import save_program
 from postreason_dspy.cli.options import add_model_arguments, count_or_all
-from postreason_dspy.evaluation import EvalConfig, start_run
+from postreason_dspy.evaluation import EvalConfig, RunStore, resume_run, start_run
 from postreason_dspy.evaluation.records import new_run_id
 from postreason_dspy.io import atomic_write_json
-from postreason_dspy.models import resolve_lm
+from postreason_dspy.models import redact, resolve_lm
 from postreason_dspy.optimizers import PostReasonSearch
 from postreason_dspy.optimizers.scoring import Usage, counting
 from postreason_dspy.tuning.run import model_slug
@@ -108,31 +113,64 @@ def run_bfsrs(args: argparse.Namespace, bench: Any, train: list, dev: list, budg
             "parameters": {"num_candidate_programs": candidates, "max_bootstrapped_demos": MAX_DEMOS}}
 
 
+def stage(label: str, folder: Path, args: argparse.Namespace, run: Callable[[], dict]) -> dict:
+    """One optimizer's result: read back if it finished in an earlier invocation, else compiled from nothing
+    (a partial folder of an interrupted compile is removed first) and saved with its program."""
+    done = folder / "result.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    shutil.rmtree(folder, ignore_errors=True)
+    result = run()
+    program, usage = result.pop("program"), result.pop("usage")
+    metadata = {"temperature": args.temperature, "max_tokens": args.max_tokens, "optimizer": label}
+    if result.get("adapter"):
+        metadata["adapter"] = result["adapter"]
+    save_program(program, folder / "program.json", benchmark=args.benchmark, strategy=args.program_strategy,
+                 model=args.model, program_kwargs=result.get("program_kwargs"), metadata=metadata)
+    result = {**result, **usage.to_dict(), "seconds": round(result["seconds"], 1)}
+    atomic_write_json(done, result)
+    return result
+
+
+def held_out(config: EvalConfig, folder: Path, lm_factory: LMFactory) -> dict[str, Any]:
+    """The held-out evaluation of every program, resumed if an earlier invocation started it."""
+    if (folder / "test" / "config.json").exists():
+        _, summary = resume_run(RunStore.open("test", folder), lm_factory=lm_factory)
+    else:
+        _, summary = start_run(config, folder, run_id="test", lm_factory=lm_factory)
+    return summary.to_dict()
+
+
+def same_settings(args: argparse.Namespace, folder: Path) -> None:
+    """Record the comparison's settings in a new run; refuse to continue a run with other settings."""
+    settings = {key: value for key, value in vars(args).items() if key not in ("runs_dir", "run_id", "api_base")}
+    path = folder / "settings.json"
+    if path.exists() and (before := json.loads(path.read_text())) != settings:
+        changed = sorted(key for key in settings.keys() | before.keys() if settings.get(key) != before.get(key))
+        sys.exit(f"run {folder} was started with other settings ({', '.join(changed)}); use another --run-id")
+    atomic_write_json(path, settings)
+
+
 def compare(args: argparse.Namespace, lm_factory: LMFactory = resolve_lm) -> Path:
-    """Tune with each optimizer, measure on test, write compare.json; returns its path."""
+    """Tune with each optimizer (or read back the ones done), measure on test, write compare.json."""
     bench = get_benchmark(args.benchmark)
     train = bench.load("train", limit=args.train_size, seed=args.seed, path=args.data)
     dev = bench.load("dev", limit=args.dev_size, seed=args.seed, path=args.data)
     run_id = args.run_id or f"compare-{new_run_id()}"
     folder = Path(args.runs_dir) / run_id
+    same_settings(args, folder)
     lm = lm_factory(args.model, api_base=args.api_base, max_tokens=args.max_tokens, temperature=args.temperature,
                     cache=False)
     budget = args.budget
-    results: dict[str, dict] = {}
+    runs: dict[str, Callable[[], dict]] = {
+        OURS: lambda: run_ours(args, bench, train, dev, budget, folder / OURS / "search"),
+        OURS_HALF: lambda: run_ours(args, bench, train, dev, budget // 2, folder / OURS_HALF / "search"),
+        MIPRO: lambda: run_mipro(args, bench, train, dev, budget, lm),
+        BFSRS: lambda: run_bfsrs(args, bench, train, dev, budget),
+    }
     with dspy.context(lm=lm):
-        results[OURS] = run_ours(args, bench, train, dev, budget, folder / OURS)
-        results[OURS_HALF] = run_ours(args, bench, train, dev, budget // 2, folder / OURS_HALF)
-        results[MIPRO] = run_mipro(args, bench, train, dev, budget, lm)
-        results[BFSRS] = run_bfsrs(args, bench, train, dev, budget)
-    paths = {}
-    for label, result in results.items():
-        program = result.pop("program")
-        metadata = {"temperature": args.temperature, "max_tokens": args.max_tokens, "optimizer": label}
-        if result.get("adapter"):
-            metadata["adapter"] = result["adapter"]
-        paths[label] = folder / label / "program.json"
-        save_program(program, paths[label], benchmark=args.benchmark, strategy=args.program_strategy,
-                     model=args.model, program_kwargs=result.get("program_kwargs"), metadata=metadata)
+        results = {label: stage(label, folder / label, args, run) for label, run in runs.items()}
+    paths = {label: folder / label / "program.json" for label in results}
     pairs = tuple((ours, other) for ours in (OURS, OURS_HALF) for other in (MIPRO, BFSRS))
     config = EvalConfig(
         models=(args.model,), benchmarks=(args.benchmark,), strategies=("direct", args.program_strategy),
@@ -140,19 +178,16 @@ def compare(args: argparse.Namespace, lm_factory: LMFactory = resolve_lm) -> Pat
         limit=args.limit, split="test", seed=args.seed, max_tokens=args.max_tokens, temperature=args.temperature,
         api_base=args.api_base, data={args.benchmark: args.data} if args.data else {},
     )
-    _, summary = start_run(config, folder, run_id="test", lm_factory=lm_factory)
-    test = summary.to_dict()
+    test = held_out(config, folder, lm_factory)
     accuracy = {s["strategy"]: s["accuracy"] for s in test["settings"]}
     document = {
         "kind": "compare_optimizers",
         "generated": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": " ".join(["python", "scripts/compare_optimizers.py", *sys.argv[1:]]),
+        "command": " ".join(["python", "scripts/compare_optimizers.py", *map(redact, sys.argv[1:])]),
         "model": args.model, "benchmark": args.benchmark, "program_strategy": args.program_strategy,
         "budget": budget, "train_size": len(train), "dev_size": len(dev),
         "test_size": test["settings"][0]["scored"] if test["settings"] else 0,
-        "optimizers": {label: {**{k: v for k, v in result.items() if k != "usage"}, **result["usage"].to_dict(),
-                               "seconds": round(result["seconds"], 1), "test_accuracy": accuracy.get(label)}
-                       for label, result in results.items()},
+        "optimizers": {label: {**result, "test_accuracy": accuracy.get(label)} for label, result in results.items()},
         "untuned_test_accuracy": accuracy.get(args.program_strategy),
         "direct_test_accuracy": accuracy.get("direct"),
         "p_values": {f"{c['treatment']}_vs_{c['baseline']}": c["p_value"] for c in test["comparisons"]

@@ -8,6 +8,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 from test_tune import csqa_file
 
 from postreason_dspy.testing import requested_order, scripted_lm
@@ -69,3 +70,54 @@ def test_the_comparison_runs_end_to_end_on_a_tiny_benchmark(tmp_path, capsys):
     assert document["test_size"] == 3 and set(document["p_values"]) == {
         f"{ours}_vs_{other}" for ours in ("ours_B", "ours_half_B") for other in ("miprov2_B", "bfsrs_B")}
     assert all(p == 1.0 for p in document["p_values"].values())  # every program right on every question
+
+
+def tiny_argv(tmp_path: Path) -> list[str]:
+    data = csqa_file(tmp_path, n=60)
+    return ["--model", "scripted", "--benchmark", "commonsense_qa", "--data", str(data), "--budget", "40",
+            "--train-size", "4", "--dev-size", "4", "--limit", "3", "--demo-sets", "1", "--propose", "1",
+            "--minibatch", "2", "--mipro-candidates", "2", "--runs-dir", str(tmp_path / "runs"), "--run-id", "c1"]
+
+
+def test_an_interrupted_comparison_keeps_the_optimizers_that_finished(tmp_path, monkeypatch):
+    script = load_script()
+    argv = tiny_argv(tmp_path)
+    lm, engine = scripted_lm(obedient)
+    real_mipro = script.run_mipro
+
+    def interrupted(*args, **kwargs):
+        real_mipro(*args, **kwargs)  # its calls are made, then the process is stopped before it is saved
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(script, "run_mipro", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        script.main(argv, lm_factory=lambda *a, **k: lm)
+    folder = tmp_path / "runs" / "c1"
+    ours = json.loads((folder / "ours_B" / "result.json").read_text())
+    assert not (folder / "miprov2_B" / "result.json").exists() and not (folder / "test").exists()
+
+    monkeypatch.setattr(script, "run_mipro", real_mipro)
+    before = len(engine.requests)
+    assert script.main(argv, lm_factory=lambda *a, **k: lm) == 0
+    document = json.loads((folder / "compare.json").read_text())
+    optimizers = document["optimizers"]
+    assert {key: optimizers["ours_B"][key] for key in ours} == ours  # read back, not tuned again
+    # The second invocation compiled only MIPROv2 (from nothing) and random search, then ran the test.
+    second = len(engine.requests) - before
+    assert second == optimizers["miprov2_B"]["lm_calls"] + optimizers["bfsrs_B"]["lm_calls"] + 6 * 3
+    assert all(row["test_accuracy"] == 1.0 for row in optimizers.values())
+
+    again = len(engine.requests)
+    assert script.main(argv, lm_factory=lambda *a, **k: lm) == 0
+    assert len(engine.requests) == again  # everything finished: nothing is asked of the model
+
+
+def test_a_run_is_not_continued_with_other_settings(tmp_path):
+    script = load_script()
+    argv = tiny_argv(tmp_path)
+    lm, _ = scripted_lm(obedient)
+    (tmp_path / "runs" / "c1").mkdir(parents=True)
+    script.same_settings(script.parser().parse_args(argv), tmp_path / "runs" / "c1")
+    argv[argv.index("--budget") + 1] = "60"
+    with pytest.raises(SystemExit, match="other settings \\(budget\\)"):
+        script.main(argv, lm_factory=lambda *a, **k: lm)
