@@ -6,6 +6,7 @@ import json
 
 import datasets
 import dspy
+import pytest
 
 from postreason_dspy import Direct, PostReason
 from postreason_dspy.distill import distill
@@ -128,3 +129,24 @@ def test_rationalize_justifies_the_gold_answer_of_a_wrong_example(tmp_path):
     assert "3 + 4 = 7" in _part(solve, "justification")
     assert "Respond with the corresponding output fields, starting with the field `[[ ## answer ## ]]`" in (
         solve["messages"][1]["content"])  # the record is in the program's own prompt, not the rationalizing one
+
+
+@pytest.mark.parametrize("justification", [
+    "The correct answer is given with the inputs. 3 + 4 = 7.",
+    "As the answer was provided, it must be seven.",
+    "Seven is given in the input, and 3 + 4 = 7.",
+])
+def test_a_rationalized_justification_that_cites_the_given_answer_is_rejected(tmp_path, justification):
+    lm, _ = scripted_lm({**VALUES, "rationale": justification})
+    with dspy.context(lm=lm):
+        stats = distill(TwoStep(), _examples(("b", "7")), exact, tmp_path, rationalize=True)
+    assert (stats.rationalized, stats.rejected) == (0, 1)
+    assert "says the answer was given" in _lines(tmp_path / LOG_FILE)[0]["error"]
+    assert not (tmp_path / "train.jsonl").read_text().strip()
+
+
+def test_a_justification_that_only_uses_the_word_given_is_kept(tmp_path):
+    lm, _ = scripted_lm({**VALUES, "rationale": "Given three more apples, 3 + 4 = 7."})
+    with dspy.context(lm=lm):
+        stats = distill(TwoStep(), _examples(("b", "7")), exact, tmp_path, rationalize=True)
+    assert stats.rationalized == 1

@@ -7,6 +7,7 @@ tried again); train.jsonl, the `datasets` copy and the card are rewritten from t
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +28,13 @@ DONE = frozenset({"kept", "rationalized", "rejected", "test_overlap"})  # "faile
 RATIONALIZE_INSTRUCTION = (
     "The correct answer is given with the inputs. Write only the justification: explain why that answer "
     "is correct, as you would after answering it yourself."
+)
+# A rationalized justification that says the answer was given (the 0.5B model opened 27 of 115 with the
+# instruction's first sentence) would teach the student to cite a hint it never has.
+CITES_THE_HINT = re.compile(
+    r"\b(answer|option|it)\s+(is|was|has been)\s+(given|provided|supplied)\b"
+    r"|\b(given|provided)\s+(with|in|among)\s+the\s+inputs?\b",
+    re.IGNORECASE,
 )
 
 
@@ -77,6 +85,8 @@ def rationalize(call: Call, example: dspy.Example, justification: str) -> dict[s
     text = str(predictor(**call.inputs(), **gold)[justification] or "").strip()
     if not text:
         raise CompletionParseError("the model wrote no justification for the gold answer")
+    if cited := CITES_THE_HINT.search(text):
+        raise CompletionParseError(f"the justification says the answer was given ({cited.group(0)!r})")
     return {**gold, justification: text}
 
 
