@@ -150,3 +150,23 @@ def test_a_justification_that_only_uses_the_word_given_is_kept(tmp_path):
     with dspy.context(lm=lm):
         stats = distill(TwoStep(), _examples(("b", "7")), exact, tmp_path, rationalize=True)
     assert stats.rationalized == 1
+
+
+def test_a_justification_that_only_repeats_the_question_is_not_trained_on(tmp_path):
+    repeat = {**VALUES, "rationale": "Question c!"}  # "question c" with other case and punctuation
+    lm, _ = scripted_lm(repeat)
+    with dspy.context(lm=lm):  # c is answered right (5), b wrong and rationalized: both only repeat the question
+        stats = distill(TwoStep(), _examples(("c", "5"), ("b", "7")), exact, tmp_path, rationalize=True)
+    assert (stats.kept, stats.rationalized, stats.rejected) == (0, 0, 2)
+    errors = [line["error"] for line in _lines(tmp_path / LOG_FILE)]
+    assert errors == ["the justification only repeats the input `question`",
+                      "rationalizing: the justification only repeats the input `question`"]
+
+
+def test_restated_input_tells_a_copy_from_a_justification_that_quotes_it():
+    from postreason_dspy.distill.run import restated_input
+
+    question = "She wanted a kitten and puppy so why did she only get the puppy?"
+    assert restated_input("She wanted a kitten and puppy, so why did she only get the puppy.", {"question": question})
+    assert restated_input("The puppy: she wanted a kitten and a puppy but could only afford one pet, so she got "
+                          "the puppy because it was cheaper.", {"question": question}) is None

@@ -10,13 +10,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Any
 
 import dspy
 from dspy.adapters.base import Adapter
 
-from postreason_dspy.distill.leakage import LeakageGuard
+from postreason_dspy.distill.leakage import LeakageGuard, normalize_text
 from postreason_dspy.distill.records import Call, CallRecorder, chat_record
 from postreason_dspy.errors import CompletionParseError, PostReasonError
 from postreason_dspy.io import JsonlLog, json_id
@@ -29,8 +30,8 @@ RATIONALIZE_INSTRUCTION = (
     "The correct answer is given with the inputs. Write only the justification: explain why that answer "
     "is correct, as you would after answering it yourself."
 )
-# A rationalized justification that says the answer was given (the 0.5B model opened 27 of 115 with the
-# instruction's first sentence) would teach the student to cite a hint it never has.
+# A rationalized justification that says the answer was given (the 0.5B model wrote the
+# instruction's first sentence into 26 of 115) would teach the student to cite a hint it never has.
 CITES_THE_HINT = re.compile(
     r"\b(answer|option|it)\s+(is|was|has been)\s+(given|provided|supplied)\b"
     r"|\b(given|provided)\s+(with|in|among)\s+the\s+inputs?\b",
@@ -60,6 +61,21 @@ def example_id(example: dspy.Example) -> str:
     """The example's own id, else a digest of its inputs."""
     return str(example.get("id") or json_id(dict(example.inputs().items())))
 
+# A justification this close to one of the call's inputs (difflib ratio of the normalized texts) only
+# repeats it: 16 of 115 CommonsenseQA records of the 0.5B model did, and an adapter trained on them
+# learned to open its answers by repeating the input fields.
+RESTATES = 0.85
+
+
+def restated_input(justification: str, inputs: dict[str, Any]) -> str | None:
+    """The name of the input that `justification` merely repeats, if any."""
+    said = normalize_text(justification)
+    for name, value in inputs.items():
+        given = normalize_text(str(value))
+        if said and given and SequenceMatcher(None, said, given, autojunk=False).ratio() >= RESTATES:
+            return name
+    return None
+
 
 def _post_fields(program: dspy.Module) -> dict[int, str]:
     """id(predictor) -> its justification field, for every PostReason's predictor."""
@@ -87,6 +103,8 @@ def rationalize(call: Call, example: dspy.Example, justification: str) -> dict[s
         raise CompletionParseError("the model wrote no justification for the gold answer")
     if cited := CITES_THE_HINT.search(text):
         raise CompletionParseError(f"the justification says the answer was given ({cited.group(0)!r})")
+    if repeated := restated_input(text, call.inputs()):
+        raise CompletionParseError(f"the justification only repeats the input `{repeated}`")
     return {**gold, justification: text}
 
 
@@ -128,10 +146,21 @@ class Distiller:
         if unparsed:
             return {"id": key, "outcome": "failed", "error": str(unparsed[0].outputs.get("parse_error", "no output"))}
         if self.metric(example, pred):
+            if repeated := self.restated(calls):
+                return {"id": key, "outcome": "rejected", "answer": _answer(pred), "error": repeated}
             return {"id": key, "outcome": "kept", "records": self.records(key, calls, {})}
         if not self.rationalize:
             return {"id": key, "outcome": "rejected", "answer": _answer(pred)}
         return self.rationalized(example, key, calls, pred)
+
+    def restated(self, calls: list[Call]) -> str | None:
+        """Why a correct example's justification is not worth training on (it repeats an input), if it is not."""
+        for call in calls:
+            field = self.post.get(id(call.predictor))
+            repeated = restated_input(str(call.outputs.get(field) or ""), call.inputs()) if field else None
+            if repeated:
+                return f"the justification only repeats the input `{repeated}`"
+        return None
 
     def rationalized(self, example: dspy.Example, key: str, calls: list[Call], pred: Any) -> dict[str, Any]:
         last = max((n for n, call in enumerate(calls) if id(call.predictor) in self.post), default=None)
