@@ -62,8 +62,8 @@ def example_id(example: dspy.Example) -> str:
     return str(example.get("id") or json_id(dict(example.inputs().items())))
 
 # A justification this close to one of the call's inputs (difflib ratio of the normalized texts) only
-# repeats it: 16 of 115 CommonsenseQA records of the 0.5B model did, and an adapter trained on them
-# learned to open its answers by repeating the input fields.
+# repeats it: 16 of 115 CommonsenseQA records of the 0.5B model did, and the adapter trained on them
+# opened its answers by repeating the input fields.
 RESTATES = 0.85
 
 
