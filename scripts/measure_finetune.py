@@ -14,6 +14,7 @@ again after an interruption):
    and tokens/s -> results/finetune-<base>.json, .md and -loss.png (--results-dir).
 A retraining (another loss, more epochs, a fixed mask) can `--reuse` an earlier run: its program, distilled
 data and base evaluation are taken as they are (same base model, same questions), and only steps 3 and 5 run.
+A new distillation of the same questions (e.g. with other filters) can `--reuse-base` the base evaluation only.
 Every step is an ordinary `postreason` command, printed before it runs.
 """
 
@@ -82,7 +83,7 @@ def distill_done(folder: Path) -> bool:
 
 
 def base_run(args: argparse.Namespace) -> str:
-    return f"{args.reuse or args.run_id}-base"
+    return f"{args.reuse or args.reuse_base or args.run_id}-base"
 
 
 def run_steps(args: argparse.Namespace) -> tuple[Path, Path]:
@@ -92,6 +93,8 @@ def run_steps(args: argparse.Namespace) -> tuple[Path, Path]:
     program, distilled, adapter = source / "program.json", source / "distill", home / "adapter"
     if args.reuse and not (distill_done(distilled) and complete_run(args.runs_dir, base_run(args))):
         sys.exit(f"--reuse {args.reuse}: its distilled data or its base evaluation is not finished")
+    if args.reuse_base and not complete_run(args.runs_dir, base_run(args)):
+        sys.exit(f"--reuse-base {args.reuse_base}: its base evaluation is not finished")
     if not program.exists():
         save_program(get_benchmark(args.benchmark).program("post"), program, benchmark=args.benchmark,
                      strategy="post", model="local")
@@ -188,7 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-minutes", type=float, default=40.0, help="training-time budget")
     parser.add_argument("--limit", type=int, default=200, help="held-out test questions per arm")
     parser.add_argument("--run-id", required=True)
-    parser.add_argument("--reuse", metavar="RUN", help="an earlier run: reuse its distilled data and base eval")
+    reuse = parser.add_mutually_exclusive_group()
+    reuse.add_argument("--reuse", metavar="RUN", help="an earlier run: reuse its distilled data and base eval")
+    reuse.add_argument("--reuse-base", metavar="RUN", help="an earlier run: reuse its base eval only")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
     parser.add_argument("--results-dir", type=Path, default=Path("results"))
     args = parser.parse_args(argv)

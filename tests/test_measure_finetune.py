@@ -131,3 +131,15 @@ def test_reuse_of_an_unfinished_run_is_refused(run):
     script, _, argv, _ = run
     with pytest.raises(SystemExit, match="not finished"):
         script.main([*argv, "--reuse", "nothing-here"])
+
+
+def test_a_new_distillation_can_reuse_the_base_evaluation_alone(run):
+    script, cli, argv, tmp_path = run
+    script.main(argv)
+    cli.commands.clear()
+    at = argv.index("--run-id")
+    redistill = [*argv[:at], "--run-id", "ft3", "--reuse-base", "ft", *argv[at + 2:]]
+    assert script.main(redistill) == 0
+    assert [command[0] for command in cli.commands if command[0] != "local"] == ["distill", "finetune", "eval"]
+    result = json.loads((tmp_path / "results" / "finetune-qwen2.5-coder-0.5b.json").read_text())
+    assert result["runs"]["base"] == "ft-base"
