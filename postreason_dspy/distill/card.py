@@ -60,7 +60,8 @@ def dataset_card(stats: DistillStats, about: Provenance, guard: LeakageGuard | N
     kept = "kept only examples the program, run in full mode, answered correctly (the benchmark's own metric)"
     if rationalize:
         kept += "; for examples it got wrong, the model was given the gold answer and asked to justify it " \
-                "(records marked `rationalized`)"
+                "(records marked `rationalized`; a justification that says the answer was given is rejected)"
+    kept += "; an example whose justification only repeats one of its inputs is rejected"
     lines += [
         "## Filter and counts",
         "",

@@ -61,6 +61,7 @@ def example_id(example: dspy.Example) -> str:
     """The example's own id, else a digest of its inputs."""
     return str(example.get("id") or json_id(dict(example.inputs().items())))
 
+
 # A justification this close to one of the call's inputs (difflib ratio of the normalized texts) only
 # repeats it: 16 of 115 CommonsenseQA records of the 0.5B model did, and the adapter trained on them
 # opened its answers by repeating the input fields.
@@ -72,7 +73,9 @@ def restated_input(justification: str, inputs: dict[str, Any]) -> str | None:
     said = normalize_text(justification)
     for name, value in inputs.items():
         given = normalize_text(str(value))
-        if said and given and SequenceMatcher(None, said, given, autojunk=False).ratio() >= RESTATES:
+        matcher = SequenceMatcher(None, said, given, autojunk=False)
+        if said and given and all(ratio() >= RESTATES for ratio in (matcher.real_quick_ratio, matcher.quick_ratio,
+                                                                    matcher.ratio)):
             return name
     return None
 
