@@ -61,6 +61,18 @@ def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
+def settings_changed(path: Path, settings: dict[str, Any]) -> list[str]:
+    """The keys whose values differ from the settings recorded at `path` by an earlier run into the same
+    folder (none if there was no earlier run: then `settings` are recorded there). One folder, one setting."""
+    current = json.loads(json.dumps(settings))  # as the file will hold them (tuples as lists, ...)
+    if not path.is_file():
+        atomic_write_json(path, current)
+        return []
+    earlier = json.loads(path.read_text(encoding="utf-8"))
+    keys = [*current, *(key for key in earlier if key not in current)]
+    return [key for key in keys if earlier.get(key) != current.get(key)]
+
+
 class JsonlLog:
     """An append-only JSONL file: each `append` is one fsynced write of one line (thread-safe).
 

@@ -35,7 +35,7 @@ from postreason_dspy.benchmarks.program_file import save_program
 from postreason_dspy.cli.options import add_model_arguments, count_or_all
 from postreason_dspy.evaluation import EvalConfig, RunStore, resume_run, start_run
 from postreason_dspy.evaluation.records import new_run_id
-from postreason_dspy.io import atomic_write_json
+from postreason_dspy.io import atomic_write_json, settings_changed
 from postreason_dspy.models import redact, resolve_lm
 from postreason_dspy.optimizers import PostReasonSearch
 from postreason_dspy.optimizers.scoring import Usage, counting
@@ -144,11 +144,8 @@ def held_out(config: EvalConfig, folder: Path, lm_factory: LMFactory) -> dict[st
 def same_settings(args: argparse.Namespace, folder: Path) -> None:
     """Record the comparison's settings in a new run; refuse to continue a run with other settings."""
     settings = {key: value for key, value in vars(args).items() if key not in ("runs_dir", "run_id", "api_base")}
-    path = folder / "settings.json"
-    if path.exists() and (before := json.loads(path.read_text())) != settings:
-        changed = sorted(key for key in settings.keys() | before.keys() if settings.get(key) != before.get(key))
+    if changed := settings_changed(folder / "settings.json", settings):
         sys.exit(f"run {folder} was started with other settings ({', '.join(changed)}); use another --run-id")
-    atomic_write_json(path, settings)
 
 
 def compare(args: argparse.Namespace, lm_factory: LMFactory = resolve_lm) -> Path:

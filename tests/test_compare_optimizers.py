@@ -51,12 +51,8 @@ def test_budget_estimates_fit_the_budget():
 
 def test_the_comparison_runs_end_to_end_on_a_tiny_benchmark(tmp_path, capsys):
     script = load_script()
-    data = csqa_file(tmp_path, n=60)
     lm, engine = scripted_lm(obedient)
-    argv = ["--model", "scripted", "--benchmark", "commonsense_qa", "--data", str(data), "--budget", "40",
-            "--train-size", "4", "--dev-size", "4", "--limit", "3", "--demo-sets", "1", "--propose", "1",
-            "--minibatch", "2", "--mipro-candidates", "2", "--runs-dir", str(tmp_path / "runs"), "--run-id", "c1"]
-    assert script.main(argv, lm_factory=lambda *a, **k: lm) == 0
+    assert script.main(tiny_argv(tmp_path), lm_factory=lambda *a, **k: lm) == 0
     path = tmp_path / "runs" / "c1" / "compare.json"
     assert str(path) in capsys.readouterr().out
     document = json.loads(path.read_text())

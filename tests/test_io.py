@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from postreason_dspy.io import JsonlLog, atomic_path, atomic_write_json, content_id, json_id
+from postreason_dspy.io import JsonlLog, atomic_path, atomic_write_json, content_id, json_id, settings_changed
 
 
 def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
@@ -45,3 +47,12 @@ def test_content_ids_are_stable_and_separate_their_parts():
     assert content_id("a", "b") != content_id("ab")
     assert len(content_id("x")) == 16
     assert json_id({"b": 1, "a": 2}) == json_id({"a": 2, "b": 1})
+
+
+def test_settings_changed_records_the_first_settings_and_names_what_differs_later(tmp_path):
+    path = tmp_path / "settings.json"
+    assert settings_changed(path, {"budget": 40, "adapters": ("chat", "xml")}) == []
+    assert settings_changed(path, {"budget": 40, "adapters": ("chat", "xml")}) == []  # tuples read back as lists
+    assert settings_changed(path, {"budget": 60, "adapters": ("chat", "xml")}) == ["budget"]
+    assert settings_changed(path, {"budget": 40}) == ["adapters"]  # a setting the earlier run had
+    assert json.loads(path.read_text()) == {"budget": 40, "adapters": ["chat", "xml"]}

@@ -6,7 +6,6 @@ machine, warns when the tuning split is official test data, and keeps one folder
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from postreason_dspy.distill.run import DistillStats
 from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.export import program_adapter
 from postreason_dspy.export.program import check_exportable, load_program_file, program_hash, refuse_withheld
-from postreason_dspy.io import atomic_write_json
+from postreason_dspy.io import settings_changed
 
 SETTINGS_FILE = "distill.json"
 TUNING_SPLITS = ("train", "dev")
@@ -48,16 +47,10 @@ class DistillJob:
 
 def _check_settings(out: Path, settings: dict[str, Any]) -> None:
     """One folder holds one distillation: refuse to mix another program or setting into it."""
-    path = out / SETTINGS_FILE
-    if path.is_file():
-        earlier = json.loads(path.read_text(encoding="utf-8"))
-        changed = [key for key in settings if earlier.get(key) != settings[key]]
-        if changed:
-            raise ConfigurationError(
-                f"{out} holds a distillation with other settings ({', '.join(changed)} differ); use another --out"
-            )
-    else:
-        atomic_write_json(path, settings)
+    if changed := settings_changed(out / SETTINGS_FILE, settings):
+        raise ConfigurationError(
+            f"{out} holds a distillation with other settings ({', '.join(changed)} differ); use another --out"
+        )
 
 
 def _benchmark(job: DistillJob, program_benchmark: str) -> Benchmark:

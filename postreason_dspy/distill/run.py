@@ -73,11 +73,18 @@ def restated_input(justification: str, inputs: dict[str, Any]) -> str | None:
     said = normalize_text(justification)
     for name, value in inputs.items():
         given = normalize_text(str(value))
+        if not (said and given):
+            continue
         matcher = SequenceMatcher(None, said, given, autojunk=False)
-        if said and given and all(ratio() >= RESTATES for ratio in (matcher.real_quick_ratio, matcher.quick_ratio,
-                                                                    matcher.ratio)):
+        if all(ratio() >= RESTATES for ratio in (matcher.real_quick_ratio, matcher.quick_ratio, matcher.ratio)):
             return name
     return None
+
+
+def repeats_an_input(justification: str, inputs: dict[str, Any]) -> str | None:
+    """Why `justification` is not worth training on because it repeats an input, if it does."""
+    repeated = restated_input(justification, inputs)
+    return f"the justification only repeats the input `{repeated}`" if repeated else None
 
 
 def _post_fields(program: dspy.Module) -> dict[int, str]:
@@ -106,8 +113,8 @@ def rationalize(call: Call, example: dspy.Example, justification: str) -> dict[s
         raise CompletionParseError("the model wrote no justification for the gold answer")
     if cited := CITES_THE_HINT.search(text):
         raise CompletionParseError(f"the justification says the answer was given ({cited.group(0)!r})")
-    if repeated := restated_input(text, call.inputs()):
-        raise CompletionParseError(f"the justification only repeats the input `{repeated}`")
+    if repeated := repeats_an_input(text, call.inputs()):
+        raise CompletionParseError(repeated)
     return {**gold, justification: text}
 
 
@@ -160,9 +167,8 @@ class Distiller:
         """Why a correct example's justification is not worth training on (it repeats an input), if it is not."""
         for call in calls:
             field = self.post.get(id(call.predictor))
-            repeated = restated_input(str(call.outputs.get(field) or ""), call.inputs()) if field else None
-            if repeated:
-                return f"the justification only repeats the input `{repeated}`"
+            if field and (repeated := repeats_an_input(str(call.outputs.get(field) or ""), call.inputs())):
+                return repeated
         return None
 
     def rationalized(self, example: dspy.Example, key: str, calls: list[Call], pred: Any) -> dict[str, Any]:
