@@ -38,7 +38,7 @@ def test_prompt_asks_for_answer_before_rationale(adapter):
 
 @pytest.mark.parametrize(
     ("adapter", "markers"),
-    [(dspy.ChatAdapter, ("[[ ## rationale",)), (dspy.XMLAdapter, ("<rationale", "<Rationale"))],
+    [(dspy.ChatAdapter, ("\n\n[[",)), (dspy.XMLAdapter, ("<rationale", "<Rationale"))],
 )
 def test_answer_only_stops_at_rationale_marker(adapter, markers):
     lm, engine = scripted_lm(VALUES)
@@ -67,7 +67,7 @@ def test_answer_only_keeps_user_stop_sequences():
     lm, engine = scripted_lm(VALUES)
     with dspy.context(lm=lm):
         PostReason("question -> answer", mode="answer_only", stop=["END"])(question="q")
-    assert engine.requests[0].stop == ("[[ ## rationale", "END")
+    assert engine.requests[0].stop == ("\n\n[[", "END")
 
 
 def test_answer_only_refuses_json_adapter_before_calling_the_model():
@@ -102,7 +102,7 @@ def test_every_strategy_makes_one_call_per_prediction():
         for name in ("direct", "post", "post_full", "cot"):
             assert make_strategy(name, "question -> answer")(question="q").answer == "42"
     assert len(engine.requests) == 4
-    assert [r.stop for r in engine.requests] == [(), ("[[ ## rationale",), (), ()]
+    assert [r.stop for r in engine.requests] == [(), ("\n\n[[",), (), ()]
 
 
 def test_cot_reasons_before_answering():
@@ -133,6 +133,7 @@ def test_multiple_and_typed_outputs():
     for pred in (full, short):
         assert (pred.value, pred.unit, pred.factors) == (12, "cm", ["a", "b"])
     assert short.rationale == ""
+    assert engine.requests[1].stop == ("[[ ## rationale",)  # several answer fields: "\n\n[[" would cut after the first
     assert "`value`, `unit`, `factors`" in engine.requests[0].messages[0]["content"]
 
 
@@ -202,7 +203,7 @@ def test_with_mode_switches_every_post_reason_in_a_copy():
 
 
 def test_answer_only_stops_at_the_whole_marker_when_another_field_shares_the_prefix():
-    assert answer_only_stops(dspy.ChatAdapter(), "rationale", ["rationale_score", "rationale"]) == [
+    assert answer_only_stops(dspy.ChatAdapter(), "rationale", ["answer", "rationale_score", "rationale"]) == [
         "[[ ## rationale ## ]]"]
     assert answer_only_stops(dspy.XMLAdapter(), "rationale", ["rationale_score"]) == ["<rationale>", "<Rationale>"]
     lm, engine = scripted_lm({"answer": "42", "rationale_score": "9", "rationale": "because"})

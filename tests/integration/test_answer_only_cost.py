@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 
 N_QUESTIONS = 20
 N_XML_QUESTIONS = 10
-MARKER_ALLOWANCE = 2  # answer-only pays for the stop's own tokens (`[[ ## rationale`): at most 2 more than direct
+MARKER_ALLOWANCE = 2  # answer-only pays for the stop's own tokens (a blank line and `[[`): at most 2 more than direct
 
 
 def run_mode(
