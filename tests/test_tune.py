@@ -104,6 +104,19 @@ def test_recommendation_is_chosen_on_dev_and_checked_on_test():
     assert "dev 60.0%, test 50.0%" in win["recommendation_text"]
 
 
+def test_a_recommendation_best_on_test_by_a_non_significant_margin_says_so():
+    dev, test = {"direct": 0.50, "untuned": 0.58, "tuned": 0.68}, {"direct": 0.53, "untuned": 0.51, "tuned": 0.565}
+    weak = recommend(dev, test, {"tuned_vs_direct": 0.401, "untuned_vs_tuned": 0.126})
+    assert (weak["confirmed_on_test"], weak["significant_on_test"]) == (True, False)
+    assert "best on test, but not significantly (McNemar p 0.401 vs direct, 0.126 vs untuned)" in weak[
+        "recommendation_text"]
+    strong = recommend(dev, test, {"tuned_vs_direct": 0.0006, "tuned_vs_untuned": 0.0066})
+    assert (strong["confirmed_on_test"], strong["significant_on_test"]) == (True, True)
+    assert "; confirmed on test (McNemar p 0.0006 vs direct, 0.0066 vs untuned)" in strong["recommendation_text"]
+    unknown = recommend(dev, test, {"tuned_vs_direct": 0.0006})
+    assert unknown["significant_on_test"] is None and unknown["recommendation_text"].endswith("confirmed on test)")
+
+
 def test_bad_settings_fail_with_one_line():
     with pytest.raises(ConfigurationError, match="--program-strategy"):
         TuneConfig(models=("local",), benchmark="gsm8k", program_strategy="direct")

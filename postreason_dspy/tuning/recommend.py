@@ -13,18 +13,42 @@ OPTIONS: tuple[str, ...] = ("direct", "untuned", "tuned")  # in order of prefere
 WORDING = {"direct": "direct answer", "untuned": "untuned post-reasoning", "tuned": "tuned post-reasoning"}
 
 
-def recommend(dev: Mapping[str, float | None], test: Mapping[str, float | None]) -> dict[str, object]:
-    """The dev-chosen option, and whether test agrees (its test accuracy is the best of the three, ties allowed)."""
+SIGNIFICANCE = 0.05
+
+
+def recommend(
+    dev: Mapping[str, float | None], test: Mapping[str, float | None],
+    p_values: Mapping[str, float | None] | None = None,
+) -> dict[str, object]:
+    """The dev-chosen option, and whether test agrees: its test accuracy is the best of the three (ties
+    allowed), and `significant_on_test` says whether it beat each other option at McNemar p < 0.05
+    (`p_values` keyed "a_vs_b"). A point estimate alone is not a confirmation, so the text says which."""
     scored = [name for name in OPTIONS if dev.get(name) is not None]
     if not scored:
-        return {"recommendation": None, "confirmed_on_test": None, "recommendation_text": "no dev scores"}
+        return {"recommendation": None, "confirmed_on_test": None, "significant_on_test": None,
+                "recommendation_text": "no dev scores"}
     best = max(scored, key=lambda name: (dev[name], -OPTIONS.index(name)))
     on_test = {name: test.get(name) for name in OPTIONS if test.get(name) is not None}
     confirmed = None if best not in on_test else all(on_test[best] >= value for value in on_test.values())
+    others = {name: _p(p_values or {}, best, name) for name in on_test if name != best}
+    significant = None
+    if confirmed is not None and others and all(value is not None for value in others.values()):
+        significant = confirmed and all(value < SIGNIFICANCE for value in others.values())
     verdict = {True: "confirmed on test", False: "not confirmed on test", None: "not yet measured on test"}[confirmed]
+    if confirmed and significant is False:
+        verdict = "best on test, but not significantly"
+    if confirmed is not None and significant is not None:
+        verdict += " (McNemar p " + ", ".join(f"{value:.3g} vs {name}" for name, value in others.items()) + ")"
     figures = f"dev {dev[best]:.1%}" + (f", test {on_test[best]:.1%}" if best in on_test else "")
     return {
         "recommendation": best,
         "confirmed_on_test": confirmed,
+        "significant_on_test": significant,
         "recommendation_text": f"{WORDING[best]} (chosen on dev: {figures}; {verdict})",
     }
+
+
+def _p(p_values: Mapping[str, float | None], a: str, b: str) -> float | None:
+    """McNemar's p for a pair, whichever way round it was recorded (the test is symmetric)."""
+    value = p_values.get(f"{a}_vs_{b}")
+    return p_values.get(f"{b}_vs_{a}") if value is None else value

@@ -365,7 +365,11 @@ class TuneRun:
         trials, _ = _trial_lines(folder)
         seconds = sum(line.get("seconds") or 0 for line in trials) + direct.get("seconds", 0)
         seconds += (record.get("bootstrap") or {}).get("seconds", 0)
-        choice = recommend(dev_scores, accuracy)
+        p_values = {"tuned_vs_untuned": p("tuned", "untuned"), "tuned_vs_direct": p("tuned", "direct"),
+                    "untuned_vs_direct": p("untuned", "direct"),
+                    f"tuned_vs_{DIRECT_DEMOS}": p("tuned", DIRECT_DEMOS),
+                    f"{DIRECT_DEMOS}_vs_direct": p(DIRECT_DEMOS, "direct")}
+        choice = recommend(dev_scores, accuracy, p_values)
         return {
             "model": model,
             "folder": folder.name,
@@ -378,10 +382,7 @@ class TuneRun:
             "duplicates": record["duplicates"],
             "dev": dev_scores,
             "test": accuracy,
-            "p_values": {"tuned_vs_untuned": p("tuned", "untuned"), "tuned_vs_direct": p("tuned", "direct"),
-                         "untuned_vs_direct": p("untuned", "direct"),
-                         f"tuned_vs_{DIRECT_DEMOS}": p("tuned", DIRECT_DEMOS),
-                         f"{DIRECT_DEMOS}_vs_direct": p(DIRECT_DEMOS, "direct")},
+            "p_values": p_values,
             "tuning_lm_calls": record["lm_calls"] + direct.get("lm_calls", 0),
             "tuning_tokens": {"input": record["input_tokens"] + direct.get("input_tokens", 0),
                               "output": record["output_tokens"] + direct.get("output_tokens", 0)},
