@@ -68,3 +68,20 @@ def test_build_overrides_are_merged_into_the_saved_arguments(tmp_path):
     marked = saved.build(overrides={"on_parse_error": "mark"})
     assert {p.on_parse_error for p in marked.predictors()} == {"mark"}
     assert saved.program_kwargs == {}  # the file's own arguments are left as they were
+
+
+def test_keep_same_leaves_a_file_with_the_same_program_untouched_and_rewrites_another(tmp_path):
+    path = tmp_path / "program.json"
+    program = get_benchmark("commonsense_qa").program("post")
+    save_program(program, path, benchmark="commonsense_qa", strategy="post", metadata={"trials": 16})
+    before = path.read_bytes()
+    kept = save_program(program, path, benchmark="commonsense_qa", strategy="post",
+                        metadata={"trials": 16, "answer_tokens": None}, keep_same=True)
+    assert path.read_bytes() == before and kept.metadata == {"trials": 16}
+    rebound = save_program(program, path, benchmark="commonsense_qa", strategy="post",
+                           metadata={"trials": 16, "adapter": "XMLAdapter"}, keep_same=True)
+    assert read_program(path).metadata == rebound.metadata  # another adapter is another program
+    predictor = program.predictors()[0]
+    predictor.signature = predictor.signature.with_instructions("Pick the most sensible option.")
+    save_program(program, path, benchmark="commonsense_qa", strategy="post", keep_same=True)
+    assert read_program(path).build().predictors()[0].signature.instructions == "Pick the most sensible option."

@@ -87,10 +87,14 @@ def save_program(
     model: str | None = None,
     program_kwargs: dict[str, Any] | None = None,
     metadata: dict[str, Any] | None = None,
+    keep_same: bool = False,
 ) -> ProgramFile:
     """Write `program` (built by `get_benchmark(benchmark).program(strategy, **program_kwargs)`) to `path`.
 
-    Refuses a program with demos for a benchmark that withholds its text (GPQA): demos quote its questions."""
+    Refuses a program with demos for a benchmark that withholds its text (GPQA): demos quote its questions.
+    `keep_same` leaves an existing file untouched when it holds the same program (metadata aside, but for
+    the adapter it binds): an evaluation resumed on that file checks its content, which a rewrite with
+    newer metadata would change."""
     state = program.dump_state()
     bench = get_benchmark(benchmark)
     if bench.withhold_text and has_demos(state):
@@ -106,8 +110,19 @@ def save_program(
         program_kwargs=dict(program_kwargs or {}),
         metadata=dict(metadata or {}),
     )
-    atomic_write_json(Path(path), saved.to_dict())
+    path = Path(path)
+    if keep_same and path.is_file():
+        existing = read_program(path)
+        if _identity(existing) == _identity(saved):
+            return existing
+    atomic_write_json(path, saved.to_dict())
     return saved
+
+
+def _identity(saved: ProgramFile) -> str:
+    """What makes two program files the same program: all but the metadata, and the adapter it binds."""
+    document = {**saved.to_dict(), "metadata": {"adapter": saved.metadata.get("adapter")}}
+    return json.dumps(document, sort_keys=True, default=str)
 
 
 def read_program(path: str | Path) -> ProgramFile:

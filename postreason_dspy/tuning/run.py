@@ -296,12 +296,13 @@ class TuneRun:
                      metadata={"temperature": config.temperature, "max_tokens": config.max_tokens,
                                "dev_scores": dev_scores, "dev_size": len(dev), "train_size": len(train),
                                "trials": record["counted"], "study": record["study_name"],
-                               "best_trial": record["best"], "stopped": record["stopped"], **adapter})
+                               "best_trial": record["best"], "stopped": record["stopped"], **adapter},
+                     keep_same=True)
         control = direct_with_demos(bench, best)
         if control is not None:
             save_program(control, folder / DIRECT_DEMOS_FILE, benchmark=config.benchmark, strategy="direct",
                          model=model, metadata={"temperature": config.temperature, "max_tokens": config.max_tokens,
-                                                "demos_from": PROGRAM})
+                                                "demos_from": PROGRAM}, keep_same=True)
         test = self._test(model, folder, program_path)
         summary = self._model_summary(model, folder, record, direct, dev_scores, test, train, dev)
         return {**summary, "note": withheld_note(bench)} if bench.withhold_text else summary
