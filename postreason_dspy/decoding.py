@@ -75,12 +75,12 @@ def answer_only_stops(adapter: Adapter, field_name: str, others: Iterable[str] =
     if isinstance(adapter, PlainTextAdapter):
         return list(dict.fromkeys(f"\n{spelling}" for spelling in (marker, marker.lower(), marker.upper())))
     answers = {other for other in others if other != field_name}
-    if len(answers) == 1 and not isinstance(adapter, XMLAdapter):
-        return ["\n\n[["]
     ambiguous = any(other.startswith(field_name) for other in answers)
     if isinstance(adapter, XMLAdapter):
         end = ">" if ambiguous else ""
         return list(dict.fromkeys([f"<{field_name}{end}", f"<{field_name[:1].upper()}{field_name[1:]}{end}"]))
+    if len(answers) == 1:
+        return ["\n\n[["]
     return [marker if ambiguous else marker.removesuffix(" ## ]]")]
 
 

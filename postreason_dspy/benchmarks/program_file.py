@@ -27,7 +27,7 @@ import dspy
 from postreason_dspy.benchmarks.registry import get_benchmark
 from postreason_dspy.bound_adapter import with_adapter
 from postreason_dspy.errors import ConfigurationError
-from postreason_dspy.io import atomic_write_json
+from postreason_dspy.io import atomic_write_json, json_id
 
 PROGRAM_FORMAT = "postreason-program"
 PROGRAM_VERSION = 1
@@ -121,8 +121,7 @@ def save_program(
 
 def _identity(saved: ProgramFile) -> str:
     """What makes two program files the same program: all but the metadata, and the adapter it binds."""
-    document = {**saved.to_dict(), "metadata": {"adapter": saved.metadata.get("adapter")}}
-    return json.dumps(document, sort_keys=True, default=str)
+    return json_id({**saved.to_dict(), "metadata": {"adapter": saved.metadata.get("adapter")}})
 
 
 def read_program(path: str | Path) -> ProgramFile:
