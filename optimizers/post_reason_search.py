@@ -501,7 +501,8 @@ class PostReasonSearch(Teleprompter):
         heartbeat.stop()
         self._fill(record, scored.usage, scored.seconds, scored.unparsed)
         record.answer_tokens = round(scored.usage.output_tokens / len(scored.correct), 3) if scored.correct else None
-        for key, value in {**scored.usage.to_dict(), "answer_tokens": record.answer_tokens}.items():
+        for key, value in {**scored.usage.to_dict(), "answer_tokens": record.answer_tokens,
+                           "seconds": record.seconds}.items():
             trial.set_user_attr(key, value)
         if cut is not None:
             trial.set_user_attr(MINIBATCH_PRUNED, True)
@@ -613,8 +614,18 @@ class PostReasonSearch(Teleprompter):
                      **{key: chosen.user_attrs[key] for key in ("adapter", "rationales") if key in chosen.user_attrs}},
             "baseline": {"number": baseline.number, "dev_score": baseline.value} if baseline else None,
             "seconds_this_session": round(seconds, 3),
+            "seconds_total": self._seconds(study),
             **self._options_record(study, best, chosen),
         }
+
+    @staticmethod
+    def _seconds(study: optuna.Study) -> float:
+        """The search's time over every session: bootstrap, proposals and each scored trial (a resume that
+        scores nothing adds nothing, unlike `seconds_this_session`)."""
+        proposals = study.user_attrs.get("proposed_wordings") or {}
+        parts = [study.user_attrs.get("bootstrap_usage"), proposals.get("usage")]
+        seconds = sum((part or {}).get("seconds", 0) for part in parts)
+        return round(seconds + sum(t.user_attrs.get("seconds", 0) for t in study.get_trials(deepcopy=False)), 3)
 
     def _options_record(self, study: optuna.Study, best: FrozenTrial, chosen: FrozenTrial) -> dict[str, Any]:
         """What the optional dimensions did (nothing when none is on, so a default search records what it did)."""

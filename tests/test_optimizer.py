@@ -147,6 +147,22 @@ def test_max_lm_calls_stops_cleanly_and_says_so(tmp_path):
     assert json.loads((tmp_path / "search.json").read_text())["stopped"] == "max_lm_calls"
 
 
+def test_a_resume_that_scores_nothing_keeps_the_searchs_total_time(tmp_path):
+    def search_once() -> dict:
+        lm, _ = picky_lm()
+        with dspy.context(lm=lm):
+            search = PostReasonSearch(exact, num_trials=3, num_demo_sets=1, max_bootstrapped_demos=1, run_dir=tmp_path)
+            search.compile(PostReason("question -> answer", mode="answer_only"),
+                           trainset=examples(2, "t"), valset=examples(3, "d"))
+        return json.loads((tmp_path / "search.json").read_text())
+
+    first = search_once()
+    scored = sum(line["seconds"] for line in trials_log(tmp_path) if line["state"] == "complete")
+    assert first["seconds_total"] == pytest.approx(scored + first["bootstrap"]["seconds"], abs=0.01)
+    second = search_once()  # the study is finished: no LM call, no trial
+    assert second["lm_calls"] == first["lm_calls"] and second["seconds_total"] == first["seconds_total"]
+
+
 def test_storage_without_study_name_gets_a_deterministic_one(tmp_path):
     storage = f"sqlite:///{tmp_path}/shared.db"
     names = []
