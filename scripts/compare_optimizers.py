@@ -10,7 +10,8 @@ same held-out test questions through the evaluation harness, with McNemar p-valu
     python scripts/compare_optimizers.py --model local --benchmark commonsense_qa --budget 600 \\
         --train-size 40 --dev-size 50 --limit 200
 
-Writes runs/<run-id>/compare.json (and each optimizer's program.json, ours' study, the test run beside it).
+Writes runs/<run-id>/compare.json and its table compare.md (and each optimizer's program.json, ours' study,
+the test run beside it).
 The run spans interruptions: run the same command again. Each optimizer that finished is kept (its program
 and `result.json`); one interrupted mid-compile starts over from nothing, so the calls and seconds it reports
 are those of one whole compile; the test run resumes where it stopped.
@@ -148,7 +149,7 @@ def same_settings(args: argparse.Namespace, folder: Path) -> None:
         sys.exit(f"run {folder} was started with other settings ({', '.join(changed)}); use another --run-id")
 
 
-def compare(args: argparse.Namespace, lm_factory: LMFactory = resolve_lm) -> Path:
+def compare(args: argparse.Namespace, lm_factory: LMFactory = resolve_lm, argv: list[str] | None = None) -> Path:
     """Tune with each optimizer (or read back the ones done), measure on test, write compare.json."""
     bench = get_benchmark(args.benchmark)
     train = bench.load("train", limit=args.train_size, seed=args.seed, path=args.data)
@@ -180,7 +181,8 @@ def compare(args: argparse.Namespace, lm_factory: LMFactory = resolve_lm) -> Pat
     document = {
         "kind": "compare_optimizers",
         "generated": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": " ".join(["python", "scripts/compare_optimizers.py", *map(redact, sys.argv[1:])]),
+        "command": " ".join(["python", "scripts/compare_optimizers.py",
+                             *map(redact, sys.argv[1:] if argv is None else argv)]),
         "model": args.model, "benchmark": args.benchmark, "program_strategy": args.program_strategy,
         "budget": budget, "train_size": len(train), "dev_size": len(dev),
         "test_size": test["settings"][0]["scored"] if test["settings"] else 0,
@@ -193,7 +195,32 @@ def compare(args: argparse.Namespace, lm_factory: LMFactory = resolve_lm) -> Pat
     }
     path = folder / "compare.json"
     atomic_write_json(path, document)
+    (folder / "compare.md").write_text(render(document))
     return path
+
+
+LABELS = {OURS: "ours, B", OURS_HALF: "ours, B/2", MIPRO: "MIPROv2, B", BFSRS: "random search, B"}
+
+
+def render(document: dict[str, Any]) -> str:
+    """compare.json as a Markdown table: per optimizer its calls, tokens, minutes, dev and test accuracy and,
+    for ours, McNemar p against each of DSPy's optimizers."""
+    def pct(value: float | None) -> str:
+        return "" if value is None else f"{100 * value:.1f}%"
+
+    p = document["p_values"]
+    lines = [f"{document['benchmark']}, model {document['model']}, budget B = {document['budget']} LM calls; "
+             f"train {document['train_size']}, dev {document['dev_size']}, test {document['test_size']} questions",
+             "", "| program | LM calls | input tokens | output tokens | minutes | dev | test "
+             "| p vs MIPROv2 | p vs random search |", "|---|---|---|---|---|---|---|---|---|"]
+    for label, row in document["optimizers"].items():
+        versus = [f"{p[key]:.3g}" if (key := f"{label}_vs_{other}") in p else "" for other in (MIPRO, BFSRS)]
+        lines.append(f"| {LABELS.get(label, label)} | {row['lm_calls']} | {row['input_tokens']:,} "
+                     f"| {row['output_tokens']:,} | {row['seconds'] / 60:.1f} | {pct(row.get('dev_score'))} "
+                     f"| {pct(row['test_accuracy'])} | {' | '.join(versus)} |")
+    for name, key in (("untuned post", "untuned_test_accuracy"), ("direct", "direct_test_accuracy")):
+        lines.append(f"| {name} | | | | | | {pct(document[key])} | | |")
+    return "\n".join([*lines, "", f"`{document['command']}`", ""])
 
 
 def parser() -> argparse.ArgumentParser:
@@ -226,7 +253,7 @@ def main(argv: list[str] | None = None, lm_factory: LMFactory = resolve_lm) -> i
     args = parser().parse_args(argv)
     if args.limit == "all":
         args.limit = None
-    path = compare(args, lm_factory)
+    path = compare(args, lm_factory, argv)
     slug = model_slug(args.model)
     print(f"wrote {path}\ncopy it to results/compare_optimizers_{args.benchmark}_{slug}.json to keep it")
     return 0

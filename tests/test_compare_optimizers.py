@@ -66,6 +66,12 @@ def test_the_comparison_runs_end_to_end_on_a_tiny_benchmark(tmp_path, capsys):
     assert document["test_size"] == 3 and set(document["p_values"]) == {
         f"{ours}_vs_{other}" for ours in ("ours_B", "ours_half_B") for other in ("miprov2_B", "bfsrs_B")}
     assert all(p == 1.0 for p in document["p_values"].values())  # every program right on every question
+    table = (path.parent / "compare.md").read_text().splitlines()
+    assert table[0].startswith("commonsense_qa, model scripted, budget B = 40 LM calls")
+    ours = next(line for line in table if line.startswith("| ours, B |"))
+    assert ours.split(" | ")[1] == str(optimizers["ours_B"]["lm_calls"]) and ours.endswith("| 100.0% | 1 | 1 |")
+    assert "| direct | | | | | | " in "\n".join(table)
+    assert table[-1] == f"`python scripts/compare_optimizers.py {' '.join(tiny_argv(tmp_path))}`"
 
 
 def tiny_argv(tmp_path: Path) -> list[str]:
