@@ -4,8 +4,10 @@
   explanation, verification...). It changes the signature, so a saved program records it in its
   `program_kwargs` (`rationale_field`, `rationale_desc`) and is rebuilt with it.
 - A prompt model proposes further clause wordings, grounded as MIPROv2 grounds its instructions: it is
-  shown a few training examples, the program's signature and the post-reasoning idea. A proposal must use
-  `{outputs}` and `{rationale}` and no other placeholder; others are dropped.
+  shown a few training examples, the program's signature, the post-reasoning idea and the clause in use
+  (which shows a small model where the placeholders go). A proposal must use `{outputs}` and `{rationale}`
+  and no other placeholder; others are dropped. Proposals are sampled (temperature 1.0, one rollout each,
+  as MIPROv2 samples its instructions): at temperature 0 a small prompt model repeats one text.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Sequence
 
 import dspy
 
-from postreason_dspy import PostReason
+from postreason_dspy import DEFAULT_INSTRUCTION, PostReason
 from postreason_dspy.optimizers.scoring import Usage, counting
 from postreason_dspy.signatures import post_reason_signature
 
@@ -35,6 +37,7 @@ IDEA = (
     "before the justification, so it costs no more than a direct answer. The clause is added after the "
     "task's own instructions; it must keep each answer field's own contract (its description and type)."
 )
+PROPOSAL_TEMPERATURE = 1.0
 
 
 def rationale_variant(name: str) -> RationaleVariant:
@@ -81,14 +84,16 @@ def valid_wording(text: str) -> bool:
 
 
 class ProposeClause(dspy.Signature):
-    """Write one instruction clause for a language model that applies the idea below to this task. Use the
-    placeholder {outputs} where the answer fields are named and {rationale} where the justification field is
-    named, exactly as written here with braces. Keep every answer field's own format: the clause must not
-    change what goes into an answer field. Write the clause only."""
+    """Write one instruction clause for a language model that applies the idea below to this task: a new
+    wording, better suited to the task than the clause in use. Use the placeholder {outputs} where the answer
+    fields are named and {rationale} where the justification field is named, exactly as written here with
+    braces, as the clause in use does. Keep every answer field's own format: the clause must not change what
+    goes into an answer field. Write the clause only."""
 
     post_reasoning_idea: str = dspy.InputField()
     program_signature: str = dspy.InputField(desc="the task's inputs, outputs and instructions")
     task_examples: str = dspy.InputField(desc="a few examples of the task")
+    clause_in_use: str = dspy.InputField(desc="the clause the program uses now, with its placeholders")
     proposal_number: int = dspy.InputField(desc="vary your proposals from one number to the next")
     clause: str = dspy.OutputField(desc="the clause, with {outputs} and {rationale}")
 
@@ -115,12 +120,15 @@ def propose_wordings(
         "\n".join(f"{key}: {value}" for key, value in ex.toDict().items() if key != "id") for ex in picked
     )
     propose = dspy.Predict(ProposeClause)
+    in_use = next((m.instruction for m in post_reason_owners(program).values() if m.instruction), DEFAULT_INSTRUCTION)
     usage, valid, dropped = Usage(), [], []
     with dspy.context(lm=prompt_lm or dspy.settings.lm), counting(usage):
         for number in range(count):
             try:
                 text = str(propose(post_reasoning_idea=IDEA, program_signature=describe_program(program),
-                                   task_examples=examples, proposal_number=number + 1).clause).strip()
+                                   task_examples=examples, clause_in_use=in_use, proposal_number=number + 1,
+                                   config={"temperature": PROPOSAL_TEMPERATURE,
+                                           "rollout_id": rng.randrange(10**9)}).clause).strip()
             except (ValueError, RuntimeError) as exc:  # an unparseable proposal is dropped, not fatal
                 dropped.append(f"{type(exc).__name__}: {exc}"[:200])
                 continue

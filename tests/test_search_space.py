@@ -99,6 +99,8 @@ def test_a_prompt_model_proposal_enters_the_candidates_and_wins(tmp_path):
             PostReason("question -> answer", mode="answer_only"), trainset=examples(4, "t"), valset=examples(3, "d"))
     assert len(prompt_engine.requests) == 2 and "t" in prompt_engine.requests[0].prompt  # shown train examples
     assert "question" in prompt_engine.requests[0].prompt  # ... and the signature
+    assert DEFAULT_INSTRUCTION in prompt_engine.requests[0].prompt  # ... and the clause in use, placeholders shown
+    assert all(r.temperature == 1.0 for r in prompt_engine.requests)  # sampled: not one text repeated
     assert best.score == 1.0 and best.instruction == PROPOSED
     assert best.record["proposed_wordings"]["valid"] == [PROPOSED]
     assert best.record["proposed_wordings"]["dropped"] == ["no placeholders here, so it is dropped"]
