@@ -40,7 +40,6 @@ from postreason_dspy.io import atomic_write_json, settings_changed
 from postreason_dspy.models import redact, resolve_lm
 from postreason_dspy.optimizers import PostReasonSearch
 from postreason_dspy.optimizers.scoring import Usage, counting
-from postreason_dspy.tuning.run import model_slug
 
 OURS, OURS_HALF, MIPRO, BFSRS = "ours_B", "ours_half_B", "miprov2_B", "bfsrs_B"
 MAX_DEMOS = 3
@@ -254,8 +253,7 @@ def main(argv: list[str] | None = None, lm_factory: LMFactory = resolve_lm) -> i
     if args.limit == "all":
         args.limit = None
     path = compare(args, lm_factory, argv)
-    slug = model_slug(args.model)
-    print(f"wrote {path}\ncopy it to results/compare_optimizers_{args.benchmark}_{slug}.json to keep it")
+    print(f"wrote {path} and compare.md\ncopy both to results/{path.parent.name}/ to keep them")
     return 0
 
 
