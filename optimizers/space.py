@@ -120,12 +120,13 @@ def propose_wordings(
         "\n".join(f"{key}: {value}" for key, value in ex.toDict().items() if key != "id") for ex in picked
     )
     propose = dspy.Predict(ProposeClause)
+    described = describe_program(program)
     in_use = next((m.instruction for m in post_reason_owners(program).values() if m.instruction), DEFAULT_INSTRUCTION)
     usage, valid, dropped = Usage(), [], []
     with dspy.context(lm=prompt_lm or dspy.settings.lm), counting(usage):
         for number in range(count):
             try:
-                text = str(propose(post_reasoning_idea=IDEA, program_signature=describe_program(program),
+                text = str(propose(post_reasoning_idea=IDEA, program_signature=described,
                                    task_examples=examples, clause_in_use=in_use, proposal_number=number + 1,
                                    config={"temperature": PROPOSAL_TEMPERATURE,
                                            "rollout_id": rng.randrange(10**9)}).clause).strip()

@@ -36,6 +36,7 @@ from postreason_dspy.benchmarks.program_file import save_program
 from postreason_dspy.cli.options import add_model_arguments, count_or_all
 from postreason_dspy.evaluation import EvalConfig, RunStore, resume_run, start_run
 from postreason_dspy.evaluation.records import new_run_id
+from postreason_dspy.evaluation.report import pct
 from postreason_dspy.io import atomic_write_json, settings_changed
 from postreason_dspy.models import redact, resolve_lm
 from postreason_dspy.optimizers import PostReasonSearch
@@ -204,9 +205,6 @@ LABELS = {OURS: "ours, B", OURS_HALF: "ours, B/2", MIPRO: "MIPROv2, B", BFSRS: "
 def render(document: dict[str, Any]) -> str:
     """compare.json as a Markdown table: per optimizer its calls, tokens, minutes, dev and test accuracy and,
     for ours, McNemar p against each of DSPy's optimizers."""
-    def pct(value: float | None) -> str:
-        return "" if value is None else f"{100 * value:.1f}%"
-
     p = document["p_values"]
     lines = [f"{document['benchmark']}, model {document['model']}, budget B = {document['budget']} LM calls; "
              f"train {document['train_size']}, dev {document['dev_size']}, test {document['test_size']} questions",

@@ -13,16 +13,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from postreason_dspy.evaluation.report import pct
 from postreason_dspy.io import JsonlLog, atomic_path, atomic_write_text
 from postreason_dspy.optimizers.post_reason_search import TRIALS
 from postreason_dspy.tuning.run import PROGRAM, SUMMARY, is_tune_run
 
 REPORT_DIR = "report"
 OPTIONS = ("direct", "untuned", "tuned")
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1%}"
 
 
 def _p(value: float | None) -> str:
@@ -88,14 +85,14 @@ def _demos(program_path: Path) -> tuple[list[str], list[list[dict[str, Any]]]]:
 def model_markdown(run: Path, model: str, row: dict[str, Any], plot: Path | None) -> list[str]:
     lines = [f"## {model}", "", f"**Recommendation: {row['recommendation_text']}**", ""]
     lines += ["| split | direct | untuned | tuned |", "|---|---|---|---|"]
-    lines.append(f"| dev ({row['dev_size']} q) | " + " | ".join(_pct(row["dev"].get(k)) for k in OPTIONS) + " |")
-    lines.append(f"| test ({row['test_size']} q) | " + " | ".join(_pct(row["test"].get(k)) for k in OPTIONS) + " |")
+    lines.append(f"| dev ({row['dev_size']} q) | " + " | ".join(pct(row["dev"].get(k)) for k in OPTIONS) + " |")
+    lines.append(f"| test ({row['test_size']} q) | " + " | ".join(pct(row["test"].get(k)) for k in OPTIONS) + " |")
     if row["test"].get("cot") is not None:
-        lines.append(f"\nchain-of-thought on test: {_pct(row['test']['cot'])}")
+        lines.append(f"\nchain-of-thought on test: {pct(row['test']['cot'])}")
     p = row["p_values"]
     if row["test"].get("direct_demos") is not None:
         lines.append(f"\ndirect answer with the tuned program's demos (justifications dropped) on test: "
-                     f"{_pct(row['test']['direct_demos'])}; McNemar p tuned vs it "
+                     f"{pct(row['test']['direct_demos'])}; McNemar p tuned vs it "
                      f"{_p(p.get('tuned_vs_direct_demos'))}, it vs direct {_p(p.get('direct_demos_vs_direct'))}")
     lines += ["", f"McNemar p on test: tuned vs untuned {_p(p['tuned_vs_untuned'])}, tuned vs direct "
               f"{_p(p['tuned_vs_direct'])}, untuned vs direct {_p(p['untuned_vs_direct'])}.", "",
@@ -147,17 +144,11 @@ def render_tune_summary(summary: dict[str, Any], console: Console) -> None:
                    "minutes"):
         table.add_column(column)
     for model, row in summary["models"].items():
-        def pct(value: float | None) -> str:
-            return "-" if value is None else f"{value:.1%}"
-
-        def p(value: float | None) -> str:
-            return "-" if value is None else f"{value:.3g}"
-
         table.add_row(escape(model), f"dev (n={row['dev_size']})", *(pct(row["dev"].get(k)) for k in
                       ("direct", "untuned", "tuned")), "", "", str(row["tuning_lm_calls"]), str(row["tuning_minutes"]))
         table.add_row("", f"test (n={row['test_size']})", *(pct(row["test"].get(k)) for k in
-                      ("direct", "untuned", "tuned")), p(row["p_values"]["tuned_vs_untuned"]),
-                      p(row["p_values"]["tuned_vs_direct"]), "", "")
+                      ("direct", "untuned", "tuned")), _p(row["p_values"]["tuned_vs_untuned"]),
+                      _p(row["p_values"]["tuned_vs_direct"]), "", "")
     console.print(table)
     for model, row in summary["models"].items():
         console.print(f"[bold]{escape(model)}[/]: use {escape(row['recommendation_text'])}", highlight=False)
