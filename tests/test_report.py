@@ -74,7 +74,7 @@ def test_report_files_and_terminal_tables(tmp_path):
     render_summary(summary, Console(file=output, width=250))
     text = output.getvalue()
     assert "Accuracy by setting" in text and "Against direct answer" in text
-    assert "cot beats direct in 1 of 2 settings (50.0%; 1 tie, 0 losses)" in text
+    assert "cot beats direct in 1 of 2 settings (50.0%; 1 tie, 0 losses), 0 significantly better and 0" in text
 
 
 def test_report_of_an_unfinished_run_says_so(tmp_path):

@@ -156,6 +156,7 @@ def test_summary_figures_on_constructed_records():
     (line,) = summary.headline
     assert (line.strategy, line.settings, line.wins, line.ties, line.losses) == ("post", 2, 1, 1, 0)
     assert line.win_share == 0.5
+    assert (line.significant_wins, line.significant_losses) == (0, 0)  # b1's win has p 0.625
     assert line.mean_relative_improvement == pytest.approx((0.4 + 0.0) / 2)
     assert line.token_ratio == pytest.approx(math.sqrt(1.2 * 1.0))
     assert summary.errors == 1 and summary.expected is None and not summary.complete
@@ -166,6 +167,16 @@ def test_relative_improvement_skips_settings_where_direct_scored_zero():
     records += [record("b", "post", i, i == 0) for i in range(4)]
     (line,) = summarize(records, "run").headline
     assert line.wins == 1 and line.mean_relative_improvement is None and line.relative_improvement_settings == 0
+
+
+def test_headline_counts_only_wins_and_losses_below_alpha_as_significant():
+    records = []
+    for bench, direct_right, post_right in (("win", 0, 9), ("loss", 9, 0), ("noise", 1, 3)):
+        records += [record(bench, "direct", i, i < direct_right) for i in range(10)]
+        records += [record(bench, "post", i, i < post_right) for i in range(10)]
+    (line,) = summarize(records, "run").headline
+    assert (line.wins, line.losses) == (2, 1)
+    assert (line.significant_wins, line.significant_losses) == (1, 1)  # 9/0 discordant: p 0.0039; 2/0: p 0.5
 
 
 def test_macro_averaged_setting_uses_groups():

@@ -3,6 +3,7 @@
     postreason report                      the latest run under runs/
     postreason report RUN --out DIR        files into DIR instead of RUN/report/
     postreason report RUN --compare OLD    also RUN against run OLD, paired by example id
+    postreason report R1 R2 ... --study    the study's table merged across runs and models (RUNS_DIR/study/)
 """
 
 from __future__ import annotations
@@ -10,7 +11,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rich.console import Console
+
 from postreason_dspy.cli.options import add_runs_dir_option
+from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.evaluation import (
     RunStore,
     render_comparison,
@@ -19,6 +23,7 @@ from postreason_dspy.evaluation import (
     write_comparison,
     write_report,
 )
+from postreason_dspy.evaluation.study_report import render_study, write_study
 from postreason_dspy.tuning.report import report_tune_run
 
 
@@ -30,19 +35,41 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Recompute a run's statistics from its records (finished or not), print them, and write "
         "report.md and PNG plots.",
     )
-    parser.add_argument("run", nargs="?", help="run id under --runs-dir, or a run directory (default: the latest)")
+    parser.add_argument("run", nargs="*", help="run id under --runs-dir, or a run directory (default: the latest); "
+                        "several with --study")
     parser.add_argument("--compare", metavar="OTHER", help="a second run: compare RUN (B) against it (A)")
+    parser.add_argument("--study", action="store_true",
+                        help="merge the runs (of one or several models) into the study's table: post against "
+                        "direct per (model, benchmark), the headline with its significance, pooled tests and a "
+                        "forest plot (default --out: RUNS_DIR/study/)")
+    parser.add_argument("--treatment", default="post", metavar="S",
+                        help="with --study: the strategy compared with direct (default: post)")
     add_runs_dir_option(parser)
     parser.add_argument("--out", type=Path, help="directory for the files (default: RUN/report/)")
     parser.add_argument("--no-plots", action="store_true", help="markdown only")
     parser.set_defaults(func=run_report_command)
 
 
+def run_study_command(args: argparse.Namespace, console: Console) -> int:
+    if args.compare:
+        raise ConfigurationError("--compare and --study do not go together: --study already merges the runs")
+    stores = [RunStore.open(run, args.runs_dir) for run in args.run] or [RunStore.latest(args.runs_dir)]
+    study, files = write_study(stores, args.out or args.runs_dir / "study", args.treatment, not args.no_plots)
+    render_study(study, console)
+    console.print("wrote " + ", ".join(str(path) for path in files), highlight=False)
+    return 0
+
+
 def run_report_command(args: argparse.Namespace) -> int:
     console = terminal()
-    if report_tune_run(args.run, args.runs_dir, args.out, not args.no_plots, console):  # a `postreason tune` run
+    if args.study:
+        return run_study_command(args, console)
+    if len(args.run) > 1:
+        raise ConfigurationError(f"{len(args.run)} runs given: report one run, or merge several with --study")
+    run = args.run[0] if args.run else None
+    if report_tune_run(run, args.runs_dir, args.out, not args.no_plots, console):  # a `postreason tune` run
         return 0
-    store = RunStore.open(args.run, args.runs_dir) if args.run else RunStore.latest(args.runs_dir)
+    store = RunStore.open(run, args.runs_dir) if run else RunStore.latest(args.runs_dir)
     summary, files = write_report(store, args.out, with_plots=not args.no_plots)
     render_summary(summary, console)
     if args.compare:

@@ -1,5 +1,6 @@
-"""The study's three figures as PNG files: accuracy per setting by strategy, relative improvement over
-direct answer per setting, and accuracy against output tokens per strategy (what each point of accuracy costs)."""
+"""The study's figures as PNG files: accuracy per setting by strategy, relative improvement over direct
+answer per setting, accuracy against output tokens per strategy (what each point of accuracy costs), and,
+for a study merged across runs, a forest plot of the paired differences grouped by model."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: no display on servers and in CI
 
+import itertools
+
 import matplotlib.pyplot as plt
 
 from postreason_dspy.evaluation.config import BASELINE
-from postreason_dspy.evaluation.summary import Summary
+from postreason_dspy.evaluation.stats import ALPHA
+from postreason_dspy.evaluation.summary import Paired, Summary
 from postreason_dspy.io import atomic_path
 
 COLORS = {"direct": "#7f7f7f", "post": "#1f77b4", "post_full": "#17becf", "cot": "#ff7f0e"}
@@ -91,6 +95,29 @@ def accuracy_vs_tokens(summary: Summary, path: Path) -> Path:
     ax.set_ylabel("accuracy (%)")
     ax.set_title("Accuracy against output tokens")
     ax.legend()
+    return _save(fig, path)
+
+
+def forest(rows: list[Paired], title: str, path: Path) -> Path:
+    """One row per setting, top to bottom in `rows`' order (grouped by model): the difference in accuracy
+    with its paired 95% interval; filled markers where McNemar's p is below 0.05, a line between models."""
+    fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.32 * len(rows)))
+    ys = list(range(len(rows), 0, -1))
+    for y, row in zip(ys, rows, strict=True):
+        low, high = (100 * bound for bound in row.difference_ci)
+        significant = row.p_value < ALPHA
+        color = "#2ca02c" if row.difference > 0 else "#d62728" if row.difference < 0 else "#7f7f7f"
+        ax.plot([low, high], [y, y], color=color, linewidth=1.6)
+        ax.plot([100 * row.difference], [y], "o", color=color, markersize=6,
+                markerfacecolor=color if significant else "white")
+    for y, (above, below) in zip(ys[1:], itertools.pairwise(rows), strict=True):
+        if above.model != below.model:
+            ax.axhline(y + 0.5, color="#bbbbbb", linewidth=0.8)
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_yticks(ys, [f"{row.model} · {row.benchmark} (n={row.pairs})" for row in rows], fontsize=8)
+    ax.set_ylim(0.4, len(rows) + 0.6)
+    ax.set_xlabel(f"difference, percentage points (paired 95% CI); filled: McNemar p < {ALPHA:g}", fontsize=9)
+    ax.set_title(title, fontsize=10)
     return _save(fig, path)
 
 

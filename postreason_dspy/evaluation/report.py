@@ -17,6 +17,7 @@ from rich.table import Table
 from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.evaluation.config import BASELINE
 from postreason_dspy.evaluation.records import RunStore
+from postreason_dspy.evaluation.stats import ALPHA
 from postreason_dspy.evaluation.summary import (
     Headline,
     Paired,
@@ -103,6 +104,12 @@ def plural(count: int, one: str, many: str | None = None) -> str:
     return f"{count} {one if count == 1 else many or one + 's'}"
 
 
+def significance(wins: int, losses: int) -> str:
+    """How many wins and losses a test can tell from noise, said beside every count of wins."""
+    return (f"{wins} significantly better and {losses} significantly worse "
+            f"(exact McNemar p < {ALPHA:g})")
+
+
 def headline_text(line: Headline) -> str:
     """One sentence per strategy: the study's headline figures."""
     improvement = (
@@ -113,13 +120,14 @@ def headline_text(line: Headline) -> str:
     )
     return (
         f"{line.strategy} beats {line.baseline} in {line.wins} of {plural(line.settings, 'setting')} "
-        f"({pct(line.win_share)}; {plural(line.ties, 'tie')}, {plural(line.losses, 'loss', 'losses')}); "
+        f"({pct(line.win_share)}; {plural(line.ties, 'tie')}, {plural(line.losses, 'loss', 'losses')}), "
+        f"{significance(line.significant_wins, line.significant_losses)}; "
         f"{improvement}; output tokens {ratio(line.token_ratio)}, "
         f"latency {ratio(line.latency_ratio)} of {line.baseline}'s"
     )
 
 
-def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> Table:
+def rich_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> Table:
     table = Table(title=title, title_justify="left")
     for index, column in enumerate(columns):
         table.add_column(column, justify="left" if index < 3 else "right", overflow="fold")
@@ -139,13 +147,13 @@ def render_summary(summary: Summary, console: Console) -> None:
     """Print the run's tables and headline to the terminal."""
     state = "complete" if summary.complete else f"{summary.recorded} of {summary.expected or '?'} recorded"
     console.print(f"[bold]run {summary.run_id}[/] ({state}, {summary.errors} failed)", highlight=False)
-    console.print(_table("Accuracy by setting", SETTING_COLUMNS, [setting_row(row) for row in summary.settings]))
+    console.print(rich_table("Accuracy by setting", SETTING_COLUMNS, [setting_row(row) for row in summary.settings]))
     direct, others = against_direct(summary)
     if direct:
         rows = [paired_row(row) for row in direct]
-        console.print(_table("Against direct answer, on the same examples", PAIRED_COLUMNS, rows))
+        console.print(rich_table("Against direct answer, on the same examples", PAIRED_COLUMNS, rows))
     if others:
-        console.print(_table("Other pairs, on the same examples", PAIR_COLUMNS, [pair_row(row) for row in others]))
+        console.print(rich_table("Other pairs, on the same examples", PAIR_COLUMNS, [pair_row(row) for row in others]))
     for line in summary.headline:
         console.print(f"[bold]{line.strategy}[/]: {headline_text(line)}", highlight=False)
 
@@ -153,13 +161,13 @@ def render_summary(summary: Summary, console: Console) -> None:
 def render_comparison(comparison: RunComparison, console: Console) -> None:
     """Print run B against run A."""
     title = f"Run B ({comparison.run_b}) against run A ({comparison.run_a}), on the examples both answered"
-    console.print(_table(title, COMPARE_COLUMNS, [compare_row(row) for row in comparison.rows]))
+    console.print(rich_table(title, COMPARE_COLUMNS, [compare_row(row) for row in comparison.rows]))
     for run, keys in ((comparison.run_a, comparison.only_a), (comparison.run_b, comparison.only_b)):
         if keys:
             console.print(f"only in {run}: " + ", ".join(key.label for key in keys), highlight=False)
 
 
-def _markdown_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
     return [*lines, ""]
@@ -176,7 +184,8 @@ DEFINITIONS = """\
   *W/L* are McNemar's discordant pairs (strategy right and direct wrong / the reverse), and *McNemar p*
   the exact two-sided test on them; *tokens* and *latency* are ratios of means (output tokens, LM latency).
 - **Headline**: across (model, benchmark) settings, the share where the strategy's accuracy is higher than
-  direct answer's, the mean relative improvement (settings where direct scored 0 are left out), and the
+  direct answer's, how many of those wins and of the losses are significant (exact McNemar p < 0.05), the
+  mean relative improvement (settings where direct scored 0 are left out), and the
   geometric means of the token and latency ratios.
 """
 
@@ -201,14 +210,14 @@ def markdown(summary: Summary, config: dict[str, Any], plots: Sequence[Path] = (
         lines += [f"- **{line.strategy}**: {headline_text(line)}." for line in summary.headline]
         lines.append("")
     lines += ["## Accuracy by setting", ""]
-    lines += _markdown_table(SETTING_COLUMNS, [setting_row(row) for row in summary.settings])
+    lines += markdown_table(SETTING_COLUMNS, [setting_row(row) for row in summary.settings])
     direct, others = against_direct(summary)
     if direct:
         lines += ["## Against direct answer, on the same examples", ""]
-        lines += _markdown_table(PAIRED_COLUMNS, [paired_row(row) for row in direct])
+        lines += markdown_table(PAIRED_COLUMNS, [paired_row(row) for row in direct])
     if others:
         lines += ["## Other pairs, on the same examples", ""]
-        lines += _markdown_table(PAIR_COLUMNS, [pair_row(row) for row in others])
+        lines += markdown_table(PAIR_COLUMNS, [pair_row(row) for row in others])
     if plots:
         lines += ["## Plots", ""]
         lines += [f"![{plot.stem.replace('_', ' ')}]({plot.name})" for plot in plots]
@@ -221,14 +230,14 @@ def comparison_markdown(comparison: RunComparison) -> str:
     """Run B against run A as markdown."""
     lines = [f"# Run {comparison.run_b} (B) against run {comparison.run_a} (A)", "",
              "Paired by example id; the interval is a paired bootstrap, the p-value an exact McNemar test.", ""]
-    lines += _markdown_table(COMPARE_COLUMNS, [compare_row(row) for row in comparison.rows])
+    lines += markdown_table(COMPARE_COLUMNS, [compare_row(row) for row in comparison.rows])
     for run, keys in ((comparison.run_a, comparison.only_a), (comparison.run_b, comparison.only_b)):
         if keys:
             lines += [f"Only in {run}: " + ", ".join(key.label for key in keys), ""]
     return "\n".join(lines)
 
 
-def _output_directory(path: Path) -> Path:
+def output_directory(path: Path) -> Path:
     """`path` as a directory to write into, made if missing; a clear error if something else is there."""
     if path.exists() and not path.is_dir():
         raise ConfigurationError(f"--out {path} is a file, not a directory: name a directory for the report files")
@@ -244,7 +253,7 @@ def write_report(store: RunStore, out: Path | None = None, with_plots: bool = Tr
     (default: the run's report/ directory). Returns the summary and the files written."""
     config = store.read_config()
     summary = summarize(store.records(), store.run_id, config)
-    out = _output_directory(out or store.report_dir)
+    out = output_directory(out or store.report_dir)
     plots: list[Path] = []
     if with_plots and summary.settings:
         from postreason_dspy.evaluation.plots import write_plots  # matplotlib: only when plotting
@@ -258,7 +267,7 @@ def write_report(store: RunStore, out: Path | None = None, with_plots: bool = Tr
 def write_comparison(store_a: RunStore, store_b: RunStore, out: Path | None = None) -> tuple[RunComparison, Path]:
     """Compare run B with run A and write the markdown (default: into run B's report/ directory)."""
     comparison = compare_runs(store_a.run_id, store_a.records(), store_b.run_id, store_b.records())
-    out = _output_directory(out or store_b.report_dir)
+    out = output_directory(out or store_b.report_dir)
     path = out / f"compare-{store_a.run_id}.md"
     atomic_write_text(path, store_b.scrub(comparison_markdown(comparison)))
     return comparison, path

@@ -15,6 +15,7 @@ from statistics import NormalDist
 import numpy as np
 
 LEVEL = 0.95
+ALPHA = 0.05  # a difference is called significant when its test's p-value is below this
 RESAMPLES = 2000
 SEED = 0
 
@@ -101,11 +102,20 @@ def mcnemar_exact(treatment: Sequence[bool], baseline: Sequence[bool]) -> McNema
         raise ValueError(f"{len(treatment)} treatment flags but {len(baseline)} baseline flags")
     b = sum(1 for t, s in zip(treatment, baseline, strict=True) if t and not s)
     c = sum(1 for t, s in zip(treatment, baseline, strict=True) if s and not t)
+    return McNemar(b, c, binomial_two_sided(b, c))
+
+
+def binomial_two_sided(b: int, c: int) -> float:
+    """Exact two-sided binomial test of b successes in b + c trials against p = 1/2 (1.0 when there are none).
+
+    McNemar's test on discordant pairs, and the sign test over settings, are both this test."""
+    if b < 0 or c < 0:
+        raise ValueError(f"counts must not be negative: {b}, {c}")
     n = b + c
     if n == 0:
-        return McNemar(b, c, 1.0)
+        return 1.0
     tail = sum(math.comb(n, k) for k in range(min(b, c) + 1)) / 2**n
-    return McNemar(b, c, min(1.0, 2 * tail))
+    return min(1.0, 2 * tail)
 
 
 def paired_bootstrap_interval(

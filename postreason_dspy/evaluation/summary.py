@@ -16,6 +16,7 @@ from typing import Any
 from postreason_dspy.evaluation.config import BASELINE
 from postreason_dspy.evaluation.records import ExampleRecord, Setting, grid
 from postreason_dspy.evaluation.stats import (
+    ALPHA,
     accuracy_interval,
     geometric_mean,
     mcnemar_exact,
@@ -75,8 +76,10 @@ class Paired:
 class Headline:
     """Across (model, benchmark) settings: how often `strategy` beats direct answer, by how much, at what cost.
 
-    The mean relative improvement leaves out settings where direct answer scored 0; token and latency
-    ratios are geometric means of the per-setting ratios."""
+    `significant_wins`/`significant_losses` count the wins and losses whose exact McNemar p is below
+    `ALPHA`: a share of wins alone cannot tell an effect from noise. The mean relative improvement leaves
+    out settings where direct answer scored 0; token and latency ratios are geometric means of the
+    per-setting ratios."""
 
     strategy: str
     baseline: str
@@ -85,6 +88,8 @@ class Headline:
     ties: int
     losses: int
     win_share: float
+    significant_wins: int
+    significant_losses: int
     mean_relative_improvement: float | None
     relative_improvement_settings: int
     token_ratio: float | None
@@ -216,6 +221,8 @@ def headline(comparisons: Sequence[Paired], strategy: str, baseline: str = BASEL
         ties=ties,
         losses=len(rows) - wins - ties,
         win_share=wins / len(rows),
+        significant_wins=sum(row.difference > 0 and row.p_value < ALPHA for row in rows),
+        significant_losses=sum(row.difference < 0 and row.p_value < ALPHA for row in rows),
         mean_relative_improvement=mean(improvements) if improvements else None,
         relative_improvement_settings=len(improvements),
         token_ratio=geometric_mean(token_ratios) if len(token_ratios) == len(rows) else None,
