@@ -19,7 +19,7 @@ import pytest
 from postreason_dspy.cli import main
 from postreason_dspy.errors import ConfigurationError, LocalServerError
 from postreason_dspy.local import runtime, server, weights
-from postreason_dspy.local.weights import ModelSpec
+from postreason_dspy.local.weights import DEFAULT_MODEL, SMALL_MODEL, ModelSpec
 from postreason_dspy.models import LOCAL_MODEL_STRING, describe_lm, resolve_lm
 
 # Answers /openapi.json like the llama.cpp server once its model is loaded; takes the same --port flag.
@@ -205,7 +205,7 @@ def test_up_records_the_server_a_second_up_reuses_it_and_down_stops_it(fake_runt
     state = server.up(port=port, say=said.append)
     try:
         recorded = json.loads(server.state_file().read_text())
-        assert recorded == {"pid": state.pid, "port": port, "model": "qwen2.5-coder-0.5b", "gguf": str(fake_runtime),
+        assert recorded == {"pid": state.pid, "port": port, "model": DEFAULT_MODEL, "gguf": str(fake_runtime),
                             "log": state.log, "base_url": f"http://127.0.0.1:{port}/v1"}
         assert server.answers(state.base_url)
         assert "fake server up" in Path(state.log).read_text()
@@ -213,7 +213,7 @@ def test_up_records_the_server_a_second_up_reuses_it_and_down_stops_it(fake_runt
         assert server.up(say=said.append) == state
         assert said[-1] == f"reusing the running server (pid {state.pid})"
         with pytest.raises(LocalServerError, match="already running on port"):
-            server.up("qwen2.5-coder-1.5b", say=said.append)
+            server.up(SMALL_MODEL, say=said.append)
     finally:
         stopped = server.down()
     assert stopped == state
