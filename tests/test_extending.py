@@ -1,6 +1,6 @@
 """Open registries: benchmarks and strategies of one's own, from Python and from the command line.
 
-tests/extending/ holds the README's "Extending" examples verbatim; they run here against the scripted LM.
+tests/extending/ holds the examples docs/guide/extending.md includes; they run here against the scripted LM.
 """
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ def test_the_readme_benchmark_example_loads_scores_and_runs_from_python(tmp_path
 
 
 def test_the_readme_examples_run_through_postreason_eval(tmp_path, monkeypatch, capsys):
-    """The README's command, in a folder holding the two example files and the data."""
+    """The Extending page's command, in a folder holding the two example files and the data."""
     for name in ("capitals.py", "plan_first.py"):
         shutil.copy(EXAMPLES / name, tmp_path / name)
     data = _capitals_file(tmp_path)
