@@ -1,10 +1,11 @@
 """What a candidate is and how it is applied to a program.
 
-A candidate of `PostReasonSearch` is one choice per predictor of an instruction wording, a demo set and
-(optionally) a rationale variant, plus the adapter the program carries. These helpers list the wordings a
-program offers, build the program a candidate stands for, and rebuild the chosen one from an Optuna
-storage alone. They sit apart from the search so that a candidate can be built and inspected (by tests,
-or by tools reading a study back) without running a search.
+A candidate of `PostReasonSearch` is one choice per predictor of an instruction wording, a demo set (in a
+style: justified or bare) and (optionally) a rationale variant, plus the adapter the program carries; or,
+when the search is given a direct program, that program carrying a demo set (the answer format is a
+candidate too). These helpers list the wordings a program offers, build the program a candidate stands
+for, and rebuild the chosen one from an Optuna storage alone. They sit apart from the search so that a
+candidate can be built and inspected (by tests, or by tools reading a study back) without running a search.
 """
 
 from __future__ import annotations
@@ -96,8 +97,27 @@ def apply_candidate(
     return with_adapter(candidate, adapter) if adapter else candidate
 
 
-def rebuild_from_study(program: dspy.Module, study: optuna.Study, trial: FrozenTrial | None = None) -> dspy.Module:
-    """`program` (untuned) with the instructions and demos of `trial` (default: the best), from the storage alone."""
+def apply_direct(direct: dspy.Module, demos: Sequence[Sequence[dict]], *, adapter: str | None = None) -> dspy.Module:
+    """A copy of `direct` (a program that answers without post-reasoning, its predictors paired in order with
+    the searched program's) carrying `demos` per predictor, each reduced to that predictor's own fields (so a
+    justification is dropped: a direct answer has no field for it)."""
+    candidate = direct.deepcopy()
+    predictors = candidate.predictors()
+    if len(predictors) != len(demos):
+        raise ConfigurationError(f"the direct program has {len(predictors)} predictors, the searched one "
+                                 f"{len(demos)}: their demos do not pair up")
+    for predictor, chosen in zip(predictors, demos, strict=True):
+        keep = {*predictor.signature.fields, "labeled"}
+        predictor.demos = demo_sets.as_demos([{key: value for key, value in demo.items() if key in keep}
+                                              for demo in chosen])
+    return with_adapter(candidate, adapter) if adapter else candidate
+
+
+def rebuild_from_study(
+    program: dspy.Module, study: optuna.Study, trial: FrozenTrial | None = None, direct: dspy.Module | None = None
+) -> dspy.Module:
+    """`program` (untuned) with the instructions and demos of `trial` (default: the best), from the storage alone;
+    `direct` (the direct program the search was given) when the trial is a direct candidate."""
     trial = trial or best_trial(study)
     if trial is None:
         raise ConfigurationError(f"study {study.study_name!r} has no finished trial yet")
@@ -105,7 +125,15 @@ def rebuild_from_study(program: dspy.Module, study: optuna.Study, trial: FrozenT
     options = [{set_id: demos for set_id, demos, _ in demo_sets.demo_options(document, i)}
                for i in range(len(program.predictors()))]
     chosen = [options[i][set_id] for i, set_id in enumerate(trial.user_attrs["demo_set_ids"])]
-    return apply_candidate(program, trial.user_attrs["wordings"], chosen, adapter=trial.user_attrs.get("adapter"),
+    style = trial.user_attrs.get("demo_style") or "justified"
+    chosen = [demo_sets.styled(demos, rationale, style)
+              for demos, rationale in zip(chosen, demo_sets.rationale_fields(program), strict=True)]
+    adapter = trial.user_attrs.get("adapter")
+    if trial.user_attrs.get("format") == "direct":
+        if direct is None:
+            raise ConfigurationError(f"trial {trial.number} is a direct candidate: give the direct program too")
+        return apply_direct(direct, chosen, adapter=adapter)
+    return apply_candidate(program, trial.user_attrs["wordings"], chosen, adapter=adapter,
                            rationales=trial.user_attrs.get("rationales"))
 
 

@@ -3,8 +3,15 @@
 The teacher is the program with every `PostReason` in full mode, so a demo of a post-reasoning
 predictor carries the justification the model wrote for an answer it got right; an example whose
 trace lacks one is not used. Each training example is run at most once: the demo sets are different
-draws from one pool of successful traces. Labeled examples (no justification) join a set only when
-`max_labeled_demos > 0` asks for them.
+draws from one pool of successful traces, of sizes k, k-1, ..., 1 in turn (so the number of demos is
+searched too; 0 is the program's own, or no, demos). The first sets are disjoint; once the pool (at most
+`POOL_SETS` sets' worth of examples, so a budget that asks for many sets does not pay for many
+bootstraps) is used up, further sets are random draws from it. Labeled examples (no justification)
+join a set only when `max_labeled_demos > 0` asks for them.
+
+A set is offered in two styles: `justified` (the model's answer and its justification) and `bare`
+(the same answer with the justification left empty, as `dspy.BootstrapFewShotWithRandomSearch`'s demos
+of a post-reasoning program are): the race decides whether a justification in the demos helps the model.
 
 Demo sets are plain JSON with a hash of their content, so a resumed search (or another worker of the
 same study) uses exactly the same sets and can check it does.
@@ -26,6 +33,8 @@ from postreason_dspy.io import atomic_write_json, json_id
 from postreason_dspy.optimizers.scoring import UNPARSED_ERRORS, Metric, Usage, counting
 
 DemoSets = dict[str, Any]  # {"hash", "given", "sets": [{"id", "example_ids", "demos": [[demo, ...] per predictor]}]}
+DEMO_STYLES = ("justified", "bare")
+POOL_SETS = 5  # sets' worth of distinct training examples bootstrapped, at most; more sets are drawn from them
 
 
 def example_id(example: dspy.Example) -> str:
@@ -92,17 +101,19 @@ def bootstrap_demo_sets(
 ) -> tuple[DemoSets, Usage]:
     """`num_sets` demo sets drawn from the teacher's correct, justified outputs on `trainset`, and their cost.
 
-    Training examples are tried in the seed's order until the pool can fill every set with distinct
-    examples (or the trainset is used up)."""
+    Set j holds `max_bootstrapped_demos - j % max_bootstrapped_demos` demos. Training examples are tried in
+    the seed's order until the pool can fill the first `POOL_SETS` sets with distinct examples (or the
+    trainset is used up); later sets (and all, when the pool is short) are random draws from the pool."""
     n_predictors = len(student.predictors())
     given = [[_plain(demo) for demo in predictor.demos] for predictor in student.predictors()]
     usage = Usage()
     sets: list[dict[str, Any]] = []
     if num_sets > 0 and max_bootstrapped_demos > 0:
+        sizes = [max_bootstrapped_demos - j % max_bootstrapped_demos for j in range(num_sets)]
         full = with_mode(teacher or student, "full")
         order = list(trainset)
         random.Random(seed).shuffle(order)
-        wanted = num_sets * max_bootstrapped_demos
+        wanted = sum(sizes[:POOL_SETS])
         pool: list[tuple[str, list[list[dict]]]] = []
         with counting(usage):
             for example in order:
@@ -113,13 +124,16 @@ def bootstrap_demo_sets(
                     pool.append((example_id(example), demos))
         used = {eid for eid, _ in pool}
         labeled = [ex for ex in order if example_id(ex) not in used]
-        for k in range(num_sets):
+        start = 0
+        for k in range(num_sets * 3):  # a few extra draws make up for ones that repeat an earlier set
+            if len(sets) == num_sets or not pool:
+                break
             rng = random.Random(f"{seed}:{k}")
-            chosen = pool[k * max_bootstrapped_demos : (k + 1) * max_bootstrapped_demos]
-            if len(chosen) < max_bootstrapped_demos:  # a small pool: sets overlap rather than shrink
-                chosen = rng.sample(pool, min(max_bootstrapped_demos, len(pool)))
-            if not chosen:
-                continue
+            size = sizes[k % num_sets]
+            chosen = pool[start : start + size]
+            start += size
+            if len(chosen) < size:  # past the disjoint sets: draws from the pool overlap
+                chosen = rng.sample(pool, min(size, len(pool)))
             extra = rng.sample(labeled, min(max_labeled_demos, len(labeled)))
             demos = [[demo for _, per in chosen for demo in per[i]] for i in range(n_predictors)]
             for i in range(n_predictors):
@@ -168,6 +182,14 @@ def demo_options(document: DemoSets, predictor: int) -> list[tuple[str, list[dic
         options.append(("none", [], []))
     options += [(entry["id"], entry["demos"][predictor], entry["example_ids"]) for entry in document["sets"]]
     return options
+
+
+def styled(demos: Sequence[dict], rationale: str | None, style: str) -> list[dict]:
+    """`demos` of a predictor whose rationale field is `rationale` (None: not a PostReason) in `style`:
+    `bare` empties the justification of each bootstrapped demo, `justified` keeps it."""
+    if style == "justified" or rationale is None:
+        return list(demos)
+    return [demo if demo.get("labeled") else {**demo, rationale: ""} for demo in demos]
 
 
 def as_demos(demos: Sequence[dict]) -> list[dspy.Example]:

@@ -1,6 +1,6 @@
-"""`PostReasonSearch`: an Optuna search over post-reasoning instruction wordings and demo sets.
+"""`PostReasonSearch`: an Optuna search over demo sets, post-reasoning instruction wordings and answer formats.
 
-The best wording and demos differ between models, so this tunes them per model. Like MIPROv2 it asks
+The best demos and wording differ between models, so this tunes them per model. Like MIPROv2 it asks
 Optuna's TPE sampler for one categorical per predictor (instruction index, demo-set index); unlike
 MIPROv2 the instructions are post-reasoning wordings (`postreason_dspy.optimizers.wordings`). What a
 candidate is and how it is applied lives in `candidates`; which trials count and which one wins, in `trials`.
@@ -26,10 +26,18 @@ Optional dimensions (each off by default, so the default search is the one above
   program's `.program_kwargs` holds `rationale_field`/`rationale_desc` to rebuild it;
 - `num_proposals`: clause wordings proposed by `prompt_model` (default the task model), shown training
   examples and the signature; valid ones join the catalogue (kept in the study, so a resume reuses them);
-- `minibatch`: candidates are scored `minibatch` dev examples at a time, each step's running score is
-  reported to Optuna, and a candidate that could not beat the best complete score even with every
-  remaining answer right is pruned (`pruner="median"` also applies Optuna's MedianPruner); pruned
-  trials count toward `num_trials`, their LM calls toward the cost; survivors are scored on all of dev;
+- `num_demo_sets=None`: as many demo sets as the budget can try (`racing.demo_sets_for_budget`), of
+  sizes k..1, drawn from one bootstrapped pool (see `demos`);
+- `demo_styles=("justified", "bare")`: each demo set with and without the model's justifications;
+- `compile(..., direct=program)`: the answer format is a candidate too: `direct` (the same task answered
+  without post-reasoning, its predictors paired with the student's) carrying a demo set races with the
+  post-reasoning candidates; the chosen program's `.format` says which won;
+- `minibatch`: candidates are raced on growing minibatches of dev (`racing`): each step's running score
+  is reported to Optuna, and a candidate that could not beat the best complete score even with every
+  remaining answer right is eliminated; `pruner="halving"` (successive halving) also eliminates one
+  outside the top third at a step, `pruner="median"` applies Optuna's MedianPruner. Eliminated trials
+  count toward `num_trials`, their LM calls toward the cost, and their line in trials.jsonl holds the
+  evidence; survivors are scored on all of dev;
 - `select="cheapest-within-ci"`: of the complete candidates whose dev score lies within the 95% Wilson
   interval of the best, the one with the fewest output tokens per answer.
 """
@@ -52,20 +60,21 @@ from dspy.teleprompt import Teleprompter
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from postreason_dspy import PostReason
-from postreason_dspy.bound_adapter import active_adapter_name, adapter_name
+from postreason_dspy import PostReason, interrupt
+from postreason_dspy.adapters import active_adapter_name, adapter_name
 from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.io import JsonlLog, atomic_write_json, json_id
-from postreason_dspy.models import redact
 from postreason_dspy.optimizers import demos as demo_sets
 from postreason_dspy.optimizers.candidates import (
     Wording,
     apply_candidate,
+    apply_direct,
     instruction_candidates,
     prompt_instructions,
     rebuild_from_study,
     tuned_kwargs,
 )
+from postreason_dspy.optimizers.racing import bound_cut, demo_sets_for_budget, describe, halving_cut, steps
 from postreason_dspy.optimizers.scoring import Aggregate, Metric, Scored, Usage, mean_score, score_program
 from postreason_dspy.optimizers.space import RationaleVariant, propose_wordings, rationale_variant
 from postreason_dspy.optimizers.study import (
@@ -85,6 +94,7 @@ from postreason_dspy.optimizers.trials import (
     tried_trials,
 )
 from postreason_dspy.optimizers.wordings import POST_REASONING_WORDINGS
+from postreason_dspy.secrets import redact
 
 TRIALS = "trials.jsonl"
 DEMO_SETS = "demo_sets.json"
@@ -92,7 +102,7 @@ SEARCH = "search.json"
 STUDY_DB = "study.db"
 MAX_REPEATS = 100  # duplicates in a row before the sampler is taken to have nothing new to offer
 SELECTIONS = ("best", "cheapest-within-ci")
-PRUNERS = ("bound", "median")
+PRUNERS = ("bound", "median", "halving")
 
 
 @contextmanager
@@ -118,8 +128,10 @@ class PostReasonSearch(Teleprompter):
         num_trials: counted trials (finished, not duplicates), the baseline included; with a shared
             storage, the study's total over all workers.
         num_demo_sets: bootstrapped demo sets offered per predictor (besides the program's own demos);
-            0 searches instructions only.
-        max_bootstrapped_demos: demos per set, each from a training example the model got right (full mode).
+            0 searches instructions only; None: as many as the budget can try (see `racing`).
+        max_bootstrapped_demos: demos in the largest set (sets hold k, k-1, ..., 1 in turn), each from a
+            training example the model got right (full mode).
+        demo_styles: "justified" (the model's justification kept) and/or "bare" (left empty) demos.
         max_labeled_demos: labeled examples (no justification) added to each set: 0 unless asked for.
         wordings: the post-reasoning instruction templates to choose among.
         seed: the sampler's and the demo sets' seed.
@@ -137,8 +149,9 @@ class PostReasonSearch(Teleprompter):
         num_proposals / prompt_model: clause wordings to ask of the prompt model (default: the task model).
         withhold_text: the task's text must reach no file (GPQA): no demos and no proposed wordings are
             allowed, and a failed trial's note names the exception's type only (its message may quote a prompt).
-        minibatch / pruner: score candidates this many dev examples at a time and prune ("bound", or
-            "median" for Optuna's MedianPruner as well); None scores every candidate on all of dev.
+        minibatch / pruner: race candidates on growing dev minibatches from this size ("bound"; "halving"
+            for successive halving as well; "median" for Optuna's MedianPruner); None scores every
+            candidate on all of dev.
         select: "best" dev score, or "cheapest-within-ci" (fewest output tokens per answer within the
             95% Wilson interval of the best).
     """
@@ -148,8 +161,9 @@ class PostReasonSearch(Teleprompter):
         metric: Metric,
         *,
         num_trials: int = 20,
-        num_demo_sets: int = 3,
+        num_demo_sets: int | None = 3,
         max_bootstrapped_demos: int = 3,
+        demo_styles: Sequence[str] = ("justified",),
         max_labeled_demos: int = 0,
         wordings: Sequence[str] = POST_REASONING_WORDINGS,
         seed: int = 0,
@@ -171,14 +185,20 @@ class PostReasonSearch(Teleprompter):
         withhold_text: bool = False,
     ):
         super().__init__()
-        if withhold_text and (num_demo_sets or max_labeled_demos or num_proposals):
+        if withhold_text and (num_demo_sets != 0 or max_labeled_demos or num_proposals):
             raise ConfigurationError("the task's text must not be stored: demos and proposed wordings would quote its "
                                      "examples (set num_demo_sets, max_labeled_demos and num_proposals to 0)")
         self.withhold_text = withhold_text
-        if num_trials < 1 or num_demo_sets < 0:
+        if num_trials < 1 or (num_demo_sets is not None and num_demo_sets < 0):
             raise ConfigurationError("num_trials must be at least 1 and num_demo_sets at least 0")
         if minibatch is not None and minibatch < 1:
             raise ConfigurationError(f"minibatch must be at least 1, not {minibatch}")
+        if pruner == "halving" and minibatch is None:
+            raise ConfigurationError("pruner 'halving' races candidates on minibatches: give minibatch too")
+        if not demo_styles or set(demo_styles) - set(demo_sets.DEMO_STYLES):
+            raise ConfigurationError(f"demo_styles must be some of {', '.join(demo_sets.DEMO_STYLES)}, "
+                                     f"not {', '.join(demo_styles) or 'none'}")
+        self.demo_styles = tuple(dict.fromkeys(demo_styles))
         if num_proposals < 0:
             raise ConfigurationError(f"num_proposals must be 0 or more, not {num_proposals}")
         if select not in SELECTIONS or pruner not in PRUNERS:
@@ -225,9 +245,15 @@ class PostReasonSearch(Teleprompter):
         trainset: list[dspy.Example],
         teacher: dspy.Module | None = None,
         valset: list[dspy.Example] | None = None,
+        direct: dspy.Module | None = None,
         **kwargs: Any,
     ) -> dspy.Module:
-        """The best candidate found; it carries `.study`, `.score` (dev) and `.record` (what the search did)."""
+        """The best candidate found; it carries `.study`, `.score` (dev), `.format` ("post", or "direct" when
+        `direct`, a program answering the same task without post-reasoning, won the race with its demos) and
+        `.record` (what the search did)."""
+        if direct is not None and len(direct.predictors()) != len(student.predictors()):
+            raise ConfigurationError("the direct program's predictors must pair up with the student's (same number)")
+        self.direct = direct
         if not valset:
             raise ConfigurationError("PostReasonSearch needs a non-empty valset (a dev split disjoint from trainset)")
         shared = {demo_sets.example_id(ex) for ex in trainset} & {demo_sets.example_id(ex) for ex in valset}
@@ -257,7 +283,10 @@ class PostReasonSearch(Teleprompter):
         if self.log is not None:
             self.log.repair()
         self._retire(study, grace=0.0 if self.private else self.grace_period)
-        document = self._demo_sets(study, student, trainset, teacher)
+        self.rationales = demo_sets.rationale_fields(student)
+        num_sets = self.num_demo_sets if self.num_demo_sets is not None else demo_sets_for_budget(
+            self.max_lm_calls, self.num_trials, len(valset), len(trainset), self.minibatch, self.pruner)
+        document = self._demo_sets(study, student, trainset, teacher, num_sets)
         instructions = instruction_candidates(student, [*self.wordings, *self._proposals(study, student, trainset)])
         options = [demo_sets.demo_options(document, i) for i in range(len(instructions))]
         space = {f"instruction_{i}": CategoricalDistribution(list(range(len(opts)))) for i, opts in
@@ -272,12 +301,13 @@ class PostReasonSearch(Teleprompter):
             raise ConfigurationError(f"the search stopped ({stopped}) before any trial finished")
         if self.select == "cheapest-within-ci":
             best = cheapest_within_ci(study, len(valset))
-        program = rebuild_from_study(student, study, best)
+        program = rebuild_from_study(student, study, best, direct=self.direct)
         program.study = study
         program.score = best.value
         program.adapter = best.user_attrs.get("adapter")
+        program.format = best.user_attrs.get("format", "post")
         program.program_kwargs = tuned_kwargs(best.user_attrs.get("rationales"))
-        program.record = self._record(study, stopped, time.perf_counter() - started, best)
+        program.record = self._record(study, stopped, time.perf_counter() - started, best, len(valset))
         if self.run_dir is not None:
             atomic_write_json(self.run_dir / SEARCH, program.record)
         return program
@@ -301,6 +331,10 @@ class PostReasonSearch(Teleprompter):
     def _extra_dimensions(self, student: dspy.Module) -> dict[str, list[Any]]:
         """Parameter name -> choices (index 0: the program as given) of the enabled optional dimensions."""
         extra: dict[str, list[Any]] = {}
+        if self.direct is not None:
+            extra["format"] = ["post", "direct"]
+        if len(self.demo_styles) > 1:
+            extra["demo_style"] = list(self.demo_styles)
         if self.adapters:
             active = active_adapter_name()
             extra["adapter"] = [active, *(a for a in self.adapters if a != active)]
@@ -323,7 +357,7 @@ class PostReasonSearch(Teleprompter):
     # ----- demo sets -----
 
     def _demo_sets(
-        self, study: optuna.Study, student: dspy.Module, trainset: list[dspy.Example], teacher: Any
+        self, study: optuna.Study, student: dspy.Module, trainset: list[dspy.Example], teacher: Any, num_sets: int
     ) -> demo_sets.DemoSets:
         """The study's demo sets; else the run folder's; else bootstrapped now. Stored in both, checked by hash."""
         path = self.run_dir / DEMO_SETS if self.run_dir is not None else None
@@ -341,7 +375,7 @@ class PostReasonSearch(Teleprompter):
         else:
             began = time.perf_counter()
             document, usage = demo_sets.bootstrap_demo_sets(
-                student, trainset, self.metric, num_sets=self.num_demo_sets,
+                student, trainset, self.metric, num_sets=num_sets,
                 max_bootstrapped_demos=self.max_bootstrapped_demos, max_labeled_demos=self.max_labeled_demos,
                 seed=self.seed, teacher=teacher,
             )
@@ -402,6 +436,7 @@ class PostReasonSearch(Teleprompter):
             size *= len(distribution.choices)
         repeats = 0
         while True:
+            interrupt.check()  # between trials (inside one, every LM call checks)
             counted = tried_trials(study)
             if len(counted) >= self.num_trials:
                 return "budget"
@@ -448,14 +483,25 @@ class PostReasonSearch(Teleprompter):
         """Score one trial, or record it as a duplicate; returns its state ("capped": stopped by max_lm_calls)."""
         params = dict(trial.params)
         n = len(instructions)
-        wordings = [instructions[i][params[f"instruction_{i}"]] for i in range(n)]
         adapter, rationales = self._choices(params, n)
-        shown = apply_candidate(student, wordings, [[]] * n, rationales=rationales)
-        texts = [prompt_instructions(p) for p in shown.predictors()]
+        answer_format = self.extra["format"][params["format"]] if "format" in self.extra else None
         chosen = [options[i][params[f"demos_{i}"]] for i in range(n)]
         set_ids = [set_id for set_id, _, _ in chosen]
-        searched = [choice for choice in (adapter, rationales) if choice is not None]
-        candidate = json_id([wordings, set_ids, *searched])
+        bootstrapped = any(set_id != "none" and not set_id.startswith("given:") for set_id in set_ids)
+        style = self.demo_styles[params.get("demo_style", 0)] if bootstrapped else None  # the given demos stay
+        demos = [demo_sets.styled(d, rationale, style or "justified")
+                 for (_, d, _), rationale in zip(chosen, self.rationales, strict=True)]
+        if answer_format == "direct":  # no wording, rationale or justification: what a direct answer lacks
+            wordings, rationales = [], None
+            program = apply_direct(self.direct, demos, adapter=adapter)
+            texts = [prompt_instructions(p) for p in program.predictors()]
+            candidate = json_id(["direct", set_ids, adapter])
+        else:
+            wordings = [instructions[i][params[f"instruction_{i}"]] for i in range(n)]
+            program = apply_candidate(student, wordings, demos, adapter=adapter, rationales=rationales)
+            texts = [prompt_instructions(p) for p in program.predictors()]
+            searched = [choice for choice in (adapter, rationales) if choice is not None]
+            candidate = json_id([wordings, set_ids, *searched, *(["bare"] if style == "bare" else [])])
         baseline = bool(trial.user_attrs.get("baseline"))
         record = TrialRecord(
             number=trial.number, state="complete", params=params, instructions=texts, demo_set_ids=set_ids,
@@ -463,9 +509,11 @@ class PostReasonSearch(Teleprompter):
             dev_score=None, lm_calls=0, input_tokens=0, output_tokens=0, seconds=0.0, baseline=baseline,
             retry_of=trial.user_attrs.get(RETRY_OF), adapter=adapter,
             rationale_fields=[v[0] if v else None for v in rationales] if rationales is not None else None,
+            format=answer_format, demo_style=style,
         )
         attrs = {"candidate": candidate, "instructions": texts, "wordings": wordings, "demo_set_ids": set_ids}
-        attrs.update({key: value for key, value in (("adapter", adapter), ("rationales", rationales))
+        attrs.update({key: value for key, value in (("adapter", adapter), ("rationales", rationales),
+                                                    ("format", answer_format), ("demo_style", style))
                       if value is not None})
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
@@ -479,8 +527,6 @@ class PostReasonSearch(Teleprompter):
             record.state, record.dev_score, record.duplicate_of = "duplicate", earlier.value, earlier.number
             self._emit(record, study)
             return record.state
-        program = apply_candidate(student, wordings, [demos for _, demos, _ in chosen], adapter=adapter,
-                                  rationales=rationales)
         spent = self._spent(study)
         heartbeat = Heartbeat(study, trial, self.heartbeat_interval)
         try:
@@ -506,8 +552,9 @@ class PostReasonSearch(Teleprompter):
             trial.set_user_attr(key, value)
         if cut is not None:
             trial.set_user_attr(MINIBATCH_PRUNED, True)
+            trial.set_user_attr("eliminated", cut)
             study.tell(trial, state=TrialState.PRUNED)
-            record.state, record.note = "pruned", cut
+            record.state, record.note, record.eliminated = "pruned", describe(cut, len(valset)), cut
             self._emit(record, study)
             return record.state
         if scored.stopped:
@@ -527,20 +574,18 @@ class PostReasonSearch(Teleprompter):
     def _score(
         self, study: optuna.Study, trial: optuna.Trial, program: dspy.Module, valset: list[dspy.Example],
         may_call: Callable[[Usage], bool],
-    ) -> tuple[Scored, str | None]:
-        """The candidate's dev result, and why it was pruned on a minibatch (None if it was not).
+    ) -> tuple[Scored, dict[str, Any] | None]:
+        """The candidate's dev result, and the evidence that eliminated it in the race (None if it survived).
 
-        Without `minibatch`, one pass over dev. With it, after each minibatch but the last: the running
-        score goes to Optuna as an intermediate value, and the candidate is pruned when even answering every
-        remaining example right would leave it below the best complete trial (or Optuna's pruner says so)."""
-        if self.minibatch is None:
-            return score_program(program, valset, self.metric, aggregate=self.aggregate, may_call=may_call), None
+        Without `minibatch`, one pass over dev. With it, after each step but the last (`racing.steps`): the
+        running score goes to Optuna as an intermediate value, and the rules of `racing` may end it."""
         usage, correct, unparsed, seconds = Usage(), [], 0, 0.0
         best = best_trial(study)
-        for start in range(0, len(valset), self.minibatch):
-            batch = valset[start : start + self.minibatch]
-            part = score_program(program, batch, self.metric, aggregate=self.aggregate,
+        n, start = len(valset), 0
+        for step in steps(n, self.minibatch, self.pruner):
+            part = score_program(program, valset[start:step], self.metric, aggregate=self.aggregate,
                                  may_call=lambda u: may_call(Usage(usage.calls + u.calls)))
+            start = step
             usage.add(part.usage.calls, part.usage.input_tokens, part.usage.output_tokens)
             correct += part.correct
             unparsed += part.unparsed
@@ -549,18 +594,17 @@ class PostReasonSearch(Teleprompter):
             if part.stopped:
                 return Scored(self.aggregate(valset[:done], correct) if correct else 0.0, correct, unparsed, usage,
                               seconds, stopped=True), None
-            if done == len(valset):
+            if done == n:
                 break
             running = self.aggregate(valset[:done], correct)
             trial.report(running, step=done)
-            ceiling = self.aggregate(valset, correct + [True] * (len(valset) - done))
-            if best is not None and ceiling < best.value - 1e-12:
-                return Scored(running, correct, unparsed, usage, seconds), (
-                    f"pruned after {done} of {len(valset)}: at most {ceiling:.3f} < best {best.value:.3f} "
-                    f"(trial {best.number})")
-            if self.pruner == "median" and trial.should_prune():
-                return Scored(running, correct, unparsed, usage, seconds), (
-                    f"pruned after {done} of {len(valset)} by Optuna's median pruner (running {running:.3f})")
+            cut = bound_cut(self.aggregate(valset, correct + [True] * (n - done)), best, done, running)
+            if cut is None and self.pruner == "halving":
+                cut = halving_cut(study, trial.number, done, running)
+            if cut is None and self.pruner == "median" and trial.should_prune():
+                cut = {"rule": "median", "n": done, "score": running}
+            if cut is not None:
+                return Scored(running, correct, unparsed, usage, seconds), cut
         return Scored(self.aggregate(valset, correct), correct, unparsed, usage, seconds), None
 
     @staticmethod
@@ -591,7 +635,9 @@ class PostReasonSearch(Teleprompter):
         if self.on_trial is not None:
             self.on_trial(record, self._progress(study))
 
-    def _record(self, study: optuna.Study, stopped: str, seconds: float, chosen: FrozenTrial) -> dict[str, Any]:
+    def _record(
+        self, study: optuna.Study, stopped: str, seconds: float, chosen: FrozenTrial, n_dev: int
+    ) -> dict[str, Any]:
         trials = study.get_trials(deepcopy=False)
         best = best_trial(study)
         baseline = next((t for t in counted_trials(study) if t.user_attrs.get("baseline")), None)
@@ -611,11 +657,12 @@ class PostReasonSearch(Teleprompter):
                      "instructions": chosen.user_attrs["instructions"],
                      "demo_set_ids": chosen.user_attrs["demo_set_ids"],
                      "answer_tokens": chosen.user_attrs.get("answer_tokens"),
-                     **{key: chosen.user_attrs[key] for key in ("adapter", "rationales") if key in chosen.user_attrs}},
+                     **{key: chosen.user_attrs[key] for key in ("adapter", "rationales", "format", "demo_style")
+                        if key in chosen.user_attrs}},
             "baseline": {"number": baseline.number, "dev_score": baseline.value} if baseline else None,
             "seconds_this_session": round(seconds, 3),
             "seconds_total": self._seconds(study),
-            **self._options_record(study, best, chosen),
+            **self._options_record(study, best, chosen, n_dev),
         }
 
     @staticmethod
@@ -627,9 +674,16 @@ class PostReasonSearch(Teleprompter):
         seconds = sum((part or {}).get("seconds", 0) for part in parts)
         return round(seconds + sum(t.user_attrs.get("seconds", 0) for t in study.get_trials(deepcopy=False)), 3)
 
-    def _options_record(self, study: optuna.Study, best: FrozenTrial, chosen: FrozenTrial) -> dict[str, Any]:
+    def _options_record(
+        self, study: optuna.Study, best: FrozenTrial, chosen: FrozenTrial, n_dev: int
+    ) -> dict[str, Any]:
         """What the optional dimensions did (nothing when none is on, so a default search records what it did)."""
         extra: dict[str, Any] = {}
+        if self.num_demo_sets is None:
+            extra["demo_sets"] = len(study.user_attrs["demo_sets"]["sets"])
+        for key in ("format", "demo_style"):
+            if key in self.extra:
+                extra[f"{key}s"] = self.extra[key]
         if self.select != "best":
             extra["select"] = self.select
             extra["top_dev"] = {"number": best.number, "dev_score": best.value,
@@ -637,6 +691,9 @@ class PostReasonSearch(Teleprompter):
         if self.minibatch is not None:
             extra["minibatch"] = self.minibatch
             extra["pruned_on_minibatch"] = len(tried_trials(study)) - len(counted_trials(study))
+            rules = [t.user_attrs["eliminated"]["rule"] for t in tried_trials(study) if "eliminated" in t.user_attrs]
+            extra["race"] = {"pruner": self.pruner, "steps": steps(n_dev, self.minibatch, self.pruner),
+                             "eliminated_by": {rule: rules.count(rule) for rule in sorted(set(rules))}}
         if "proposed_wordings" in study.user_attrs:
             extra["proposed_wordings"] = study.user_attrs["proposed_wordings"]
         return extra

@@ -22,7 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.io import json_id
-from postreason_dspy.models import redact
+from postreason_dspy.secrets import redact
 
 HEARTBEAT = "heartbeat"
 RETRY_OF = "retry_of"

@@ -74,3 +74,6 @@ class TrialRecord:
     duplicate_of: int | None = None
     retry_of: int | None = None
     note: str | None = None
+    format: str | None = None  # "post" or "direct" when the answer format is searched
+    demo_style: str | None = None  # "justified" or "bare" for a bootstrapped demo set
+    eliminated: dict | None = None  # a raced candidate's elimination: the rule and its evidence (see racing)

@@ -1,4 +1,10 @@
-"""`PlainTextAdapter`: fields as plain `Label: value` lines, the format small models follow best.
+"""The output formats (DSPy adapters) by name, and `PlainTextAdapter`, the one this package adds.
+
+`ADAPTERS` is the one registry of output formats: the command line's `--adapter`/`--adapters` take its
+short names (chat, xml, plain), and a tuned program, a tune run and `with_adapter` record the class name
+("PlainTextAdapter") that `adapter_name` gives for any spelling.
+
+`PlainTextAdapter` writes fields as plain `Label: value` lines, the format small models follow best:
 
     Answer: B
     Rationale: The question asks ...
@@ -17,11 +23,15 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import dspy
+from dspy.adapters.base import Adapter
 from dspy.adapters.chat_adapter import ChatAdapter, FieldInfoWithName
 from dspy.adapters.utils import apply_output_field_defaults, format_field_value, get_annotation_name, parse_value
 from dspy.signatures.signature import Signature
 from dspy.utils.callback import BaseCallback
 from dspy.utils.exceptions import AdapterParseError
+
+from postreason_dspy.errors import ConfigurationError
 
 DECORATION = r"[\s*_#]*"  # markdown a model may wrap a label in: **Answer:**, __Answer__:, ## Answer:
 
@@ -31,7 +41,7 @@ def field_label(name: str) -> str:
     return " ".join(word[:1].upper() + word[1:] for word in name.split("_") if word)
 
 
-def label_pattern(labels: dict[str, str]) -> re.Pattern[str]:
+def _label_pattern(labels: dict[str, str]) -> re.Pattern[str]:
     """A line that opens one of `labels` (field name -> label): group 1 the label, the rest of the line after it."""
     alternatives = "|".join(re.escape(label) for label in sorted(labels.values(), key=len, reverse=True))
     return re.compile(rf"^{DECORATION}({alternatives}){DECORATION}:{DECORATION}", re.IGNORECASE)
@@ -41,7 +51,7 @@ def plain_sections(text: str, names: list[str]) -> dict[str, str]:
     """The text of each field of `names` found in `text`: from its label line to the next new field's label."""
     labels = {name: field_label(name) for name in names}
     by_label = {label.lower(): name for name, label in labels.items()}
-    pattern = label_pattern(labels)
+    pattern = _label_pattern(labels)
     found: dict[str, list[str]] = {}
     current: str | None = None
     for line in text.splitlines():
@@ -128,3 +138,32 @@ class PlainTextAdapter(ChatAdapter):
                 adapter_name="PlainTextAdapter", signature=signature, lm_response=completion, parsed_result=fields
             )
         return fields
+
+
+ADAPTERS: dict[str, type[Adapter]] = {"chat": ChatAdapter, "xml": dspy.XMLAdapter, "plain": PlainTextAdapter}
+
+
+def adapter_class(name: str) -> type[Adapter]:
+    """The adapter `name` names, in any case: a short name ("xml") or a class name ("XMLAdapter");
+    a ConfigurationError if unknown."""
+    key = name.lower().removesuffix("adapter")
+    key = "plain" if key == "plaintext" else key
+    if key not in ADAPTERS:
+        classes = ", ".join(cls.__name__ for cls in ADAPTERS.values())
+        raise ConfigurationError(f"unknown adapter {name!r}; choose from {', '.join(ADAPTERS)} (or {classes})")
+    return ADAPTERS[key]
+
+
+def adapter_name(name: str) -> str:
+    """The class name of adapter `name` ("xml" -> "XMLAdapter"): what programs and runs record."""
+    return adapter_class(name).__name__
+
+
+def active_adapter_name() -> str:
+    """The name of the adapter DSPy would use now (ChatAdapter unless one is configured)."""
+    adapter = dspy.settings.adapter
+    if adapter is None:
+        return ChatAdapter.__name__
+    # subclasses first: XMLAdapter and PlainTextAdapter are ChatAdapters too
+    found = (cls.__name__ for cls in reversed(ADAPTERS.values()) if isinstance(adapter, cls))
+    return next(found, type(adapter).__name__)

@@ -11,35 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 import dspy
-from dspy.adapters.base import Adapter
 
-from postreason_dspy.adapters import PlainTextAdapter
-from postreason_dspy.errors import ConfigurationError
-
-ADAPTERS: dict[str, type[Adapter]] = {
-    "ChatAdapter": dspy.ChatAdapter,
-    "XMLAdapter": dspy.XMLAdapter,
-    "PlainTextAdapter": PlainTextAdapter,
-}
-ALIASES = {"chat": "ChatAdapter", "xml": "XMLAdapter", "plain": "PlainTextAdapter", "plaintext": "PlainTextAdapter"}
-
-
-def adapter_name(name: str) -> str:
-    """The class name of adapter `name` ("xml", "XMLAdapter", "plain"...); a ConfigurationError if unknown."""
-    if name in ADAPTERS:
-        return name
-    key = name.lower().removesuffix("adapter")
-    if key in ALIASES:
-        return ALIASES[key]
-    raise ConfigurationError(f"unknown adapter {name!r}; choose from {', '.join(ADAPTERS)} (or chat, xml, plain)")
-
-
-def active_adapter_name() -> str:
-    """The name of the adapter DSPy would use now (ChatAdapter unless one is configured)."""
-    adapter = dspy.settings.adapter
-    if adapter is None:
-        return "ChatAdapter"
-    return next((name for name, cls in reversed(ADAPTERS.items()) if isinstance(adapter, cls)), type(adapter).__name__)
+from postreason_dspy.adapters import adapter_class, adapter_name
 
 
 class _AdapterBound:
@@ -48,11 +21,11 @@ class _AdapterBound:
     bound_adapter: str
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        with dspy.context(adapter=ADAPTERS[self.bound_adapter]()):
+        with dspy.context(adapter=adapter_class(self.bound_adapter)()):
             return super().__call__(*args, **kwargs)
 
     async def acall(self, *args: Any, **kwargs: Any) -> Any:
-        with dspy.context(adapter=ADAPTERS[self.bound_adapter]()):
+        with dspy.context(adapter=adapter_class(self.bound_adapter)()):
             return await super().acall(*args, **kwargs)
 
 

@@ -24,6 +24,7 @@ from rich.console import Console
 
 from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.local import server
+from postreason_dspy.secrets import redact
 
 LOCAL = "local"
 LOCAL_MODEL_STRING = f"hosted_vllm/{server.MODEL_ALIAS}"
@@ -75,19 +76,6 @@ def served_model_ids(api_base: str, api_key: str | None = None, timeout: float =
         return [str(entry["id"]) for entry in listing["data"]]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-
-
-REDACTED = "[redacted]"  # what stands for a secret in messages, records and shown commands
-
-
-def redact(url: str) -> str:
-    """`url` with its password (if any) replaced by "[redacted]", for messages, records and resume commands:
-    the user name stays, so a shown command says whose password to supply."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    user, _, host = parts.netloc.rpartition("@")
-    return parts._replace(netloc=f"{user.partition(':')[0]}:{REDACTED}@{host}").geturl()
 
 
 def _known_provider(provider: str) -> bool:

@@ -29,7 +29,7 @@ LEADING_LETTER = re.compile(r"^\W*?[(\[]?([A-Z])(?:[.):\]]|(?=\W*$))")
 CLAUSE_KEY = "postreason_clause"
 
 
-def field_layout(signature: type[Signature]) -> dict[str, list[str]]:
+def _field_layout(signature: type[Signature]) -> dict[str, list[str]]:
     """Names of the input and output fields, in order: what a saved state must agree with."""
     return {"inputs": list(signature.input_fields), "outputs": list(signature.output_fields)}
 
@@ -93,14 +93,14 @@ class StrictPredict(dspy.Predict):
 
     def _recover(self, adapter: Adapter, exc: AdapterParseError) -> dspy.Prediction | None:
         """The prediction in a completion the adapter refused, read with letter fields tolerated; else None."""
-        if exc.lm_response and letter_fields(self.signature):
+        if exc.lm_response and _letter_fields(self.signature):
             with suppress(AdapterParseError):
                 return dspy.Prediction(**self._parse(adapter, exc.lm_response))
         return self._parse_before_trailing_field(adapter, exc)
 
     def _parse(self, adapter: Adapter, completion: str) -> dict[str, Any]:
         """`adapter.parse`, with each letter-typed field read as the letter its text leads with."""
-        letters = letter_fields(self.signature)
+        letters = _letter_fields(self.signature)
         relaxed = self.signature
         for name in letters:
             relaxed = relaxed.with_updated_fields(name, type_=str)
@@ -149,11 +149,11 @@ class StrictPredict(dspy.Predict):
 
     def dump_state(self, json_mode: bool = True) -> dict[str, Any]:
         state = super().dump_state(json_mode=json_mode)
-        state[LAYOUT_KEY] = field_layout(self.signature)
+        state[LAYOUT_KEY] = _field_layout(self.signature)
         return state
 
     def load_state(self, state: dict[str, Any], *, allow_unsafe_lm_state: bool = False) -> StrictPredict:
-        check_layout(self.signature, state)
+        _check_layout(self.signature, state)
         state = {k: v for k, v in state.items() if k != LAYOUT_KEY}
         return super().load_state(state, allow_unsafe_lm_state=allow_unsafe_lm_state)
 
@@ -219,7 +219,7 @@ class PostReasonPredict(StrictPredict):
         return instructions
 
 
-def letter_fields(signature: type[Signature]) -> dict[str, tuple[str, ...]]:
+def _letter_fields(signature: type[Signature]) -> dict[str, tuple[str, ...]]:
     """The output fields typed as a `Literal` of single capital letters, with their letters."""
     found = {}
     for name, field in signature.output_fields.items():
@@ -237,13 +237,13 @@ def request_signature(predictor: dspy.Predict) -> type[Signature]:
     return predictor.signature
 
 
-def check_layout(signature: type[Signature], state: dict[str, Any]) -> None:
+def _check_layout(signature: type[Signature], state: dict[str, Any]) -> None:
     """Refuse a predictor state whose fields are not this signature's fields, in this order.
 
     States saved by plain DSPy carry no field names; for those the saved field prefixes (which DSPy
     derives from the names) must match ours position by position.
     """
-    ours = field_layout(signature)
+    ours = _field_layout(signature)
     saved = state.get(LAYOUT_KEY)
     if saved is not None:
         if saved != ours:

@@ -8,7 +8,8 @@
 
 All four predict through `StrictPredict` (one LM call, no JSON fallback) under the attribute name
 `predict`, so their saved states are interchangeable only where their fields are. `register_strategy`
-adds strategies of your own under new names.
+adds strategies of your own under new names (it checks them first: it is the only way in), and
+`list_strategies` names them all.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from functools import partial
+from types import MappingProxyType
 from typing import Any
 
 import dspy
@@ -54,12 +56,14 @@ class StrictChainOfThought(Direct):
         super().__init__(extended, on_parse_error=on_parse_error, **config)
 
 
-STRATEGIES: dict[str, Callable[..., dspy.Module]] = {
+_STRATEGIES: dict[str, Callable[..., dspy.Module]] = {
     "direct": Direct,
     "post": partial(PostReason, mode="answer_only"),
     "post_full": partial(PostReason, mode="full"),
     "cot": StrictChainOfThought,
 }
+# TEMPORARY (issue 22): a read-only view for cli/eval.py until it calls list_strategies(); not exported.
+STRATEGIES = MappingProxyType(_STRATEGIES)
 
 # Names go into comma-separated --benchmark/--strategy lists, `--data NAME=PATH` and file names.
 NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*")
@@ -95,7 +99,7 @@ def register_strategy(name: str, factory: Callable[..., dspy.Module], *, replace
     The factory is tried once on "question -> answer" (no LM call), so a broken one fails here.
     """
     check_name("strategy", name)
-    if name in STRATEGIES and not replace:
+    if name in _STRATEGIES and not replace:
         raise ConfigurationError(f"strategy {name!r} is already registered; pass replace=True to replace it")
     if not callable(factory):
         raise ConfigurationError(f"strategy {name!r}: the factory must be callable, not {type(factory).__name__}")
@@ -109,7 +113,12 @@ def register_strategy(name: str, factory: Callable[..., dspy.Module], *, replace
         raise ConfigurationError(
             f"strategy {name!r}: the factory must return a dspy.Module, not {type(module).__name__}"
         )
-    STRATEGIES[name] = factory
+    _STRATEGIES[name] = factory
+
+
+def list_strategies() -> list[str]:
+    """The names of every strategy, built-in ones first, then those registered, in order."""
+    return list(_STRATEGIES)
 
 
 def make_strategy(name: str, signature: str | type[Signature], **kwargs: Any) -> dspy.Module:
@@ -119,9 +128,9 @@ def make_strategy(name: str, signature: str | type[Signature], **kwargs: Any) ->
     `on_parse_error="mark"` or LM config such as `max_tokens=` for all).
     """
     try:
-        factory = STRATEGIES[name]
+        factory = _STRATEGIES[name]
     except KeyError:
         raise ConfigurationError(
-            f"unknown strategy {name!r}; choose from {', '.join(STRATEGIES)}"
+            f"unknown strategy {name!r}; choose from {', '.join(_STRATEGIES)}"
         ) from None
     return factory(signature, **kwargs)

@@ -24,7 +24,7 @@ from postreason_dspy.errors import UnsupportedAdapterError
 from postreason_dspy.modules import PostReason
 
 
-def find_post_reason(program: dspy.Module) -> PostReason:
+def _find_post_reason(program: dspy.Module) -> PostReason:
     """The PostReason whose answer is the program's answer: the program itself, or its last PostReason."""
     if isinstance(program, PostReason):
         return program
@@ -34,7 +34,7 @@ def find_post_reason(program: dspy.Module) -> PostReason:
     return found[-1]
 
 
-def has_async_forward(program: dspy.Module) -> bool:
+def _has_async_forward(program: dspy.Module) -> bool:
     """Whether the program's own implementation is `aforward` (the nearest class defining either wins)."""
     for cls in type(program).__mro__:
         if "aforward" in vars(cls):
@@ -60,7 +60,7 @@ class _Streamed(dspy.Module):
 
     async def aforward(self, **inputs: Any) -> dspy.Prediction:
         try:
-            if has_async_forward(self.program):
+            if _has_async_forward(self.program):
                 return await self.program.acall(**inputs)
             return await anyio.to_thread.run_sync(functools.partial(self.program, **inputs))
         except Exception as exc:
@@ -70,7 +70,7 @@ class _Streamed(dspy.Module):
             raise
 
 
-def single_failure(error: BaseExceptionGroup) -> BaseException | None:
+def _single_failure(error: BaseExceptionGroup) -> BaseException | None:
     """The one exception inside a (possibly nested) exception group, or None when it holds several."""
     leaves = []
     pending: list[BaseException] = [error]
@@ -90,7 +90,7 @@ async def stream_answer(program: dspy.Module, **inputs: Any) -> dspy.Prediction:
     rationale; the rest of the generation is cancelled. When nothing streams (a cache hit), the full
     prediction is returned as it came. A failure of the program is raised as itself, with its cause.
     """
-    post = find_post_reason(program)
+    post = _find_post_reason(program)
     adapter = active_adapter()
     if isinstance(adapter, PlainTextAdapter):
         raise UnsupportedAdapterError(
@@ -124,7 +124,7 @@ async def stream_answer(program: dspy.Module, **inputs: Any) -> dspy.Prediction:
         async with anyio.create_task_group() as group:
             group.start_soon(consume, group.cancel_scope)
     except BaseExceptionGroup as error:
-        failure = single_failure(error)
+        failure = _single_failure(error)
         if failure is None:
             raise
         raise failure from streamed.cause_of(failure)

@@ -1,14 +1,21 @@
-"""Compare PostReasonSearch with dspy.MIPROv2 and dspy.BootstrapFewShotWithRandomSearch at an equal LM-call budget.
+"""Compare PostReasonSearch with dspy.MIPROv2, dspy.BootstrapFewShotWithRandomSearch and dspy.GEPA at an equal
+LM-call budget.
 
-All three tune the same post-reasoning benchmark program on the same train/dev split, each given budget B
+All four tune the same post-reasoning benchmark program on the same train/dev split, each given budget B
 through its own parameters (ours: `max_lm_calls`; MIPROv2: `num_trials` and minibatch size; random search:
-`num_candidate_programs`, both sized from an estimate of their cost per step); ours also at B/2. Every LM
-call each optimizer makes is counted by an LM callback (`postreason_dspy.optimizers.scoring.counting`), so
-the JSON reports the calls actually made, next to the estimate. The tuned programs are then measured on the
+`num_candidate_programs`; GEPA: `max_metric_calls`, its reflection model being the tuned model; each sized
+from an estimate of its cost per step); ours also at B/2. Ours runs its race by default: demo sets sized to
+the budget, justified and bare, a direct candidate, successive halving on dev minibatches. Every LM call
+each optimizer makes is counted by an LM callback (`postreason_dspy.optimizers.scoring.counting`), so the
+JSON reports the calls actually made, next to the estimate. The tuned programs are then measured on the
 same held-out test questions through the evaluation harness, with McNemar p-values of ours against each.
 
-    python scripts/compare_optimizers.py --model local --benchmark commonsense_qa --budget 600 \\
-        --train-size 40 --dev-size 50 --limit 200
+    python scripts/compare_optimizers.py --model local --benchmark commonsense_qa --budget 300 \\
+        --train-size 40 --dev-size 50 --limit 300 --reuse results/compare-csqa-1.5b-b300
+
+`--reuse DIR` takes a DSPy optimizer's tuned program and cost from an earlier comparison (its runs/ folder,
+or the copy kept under results/) instead of compiling it again, when every setting that optimizer's
+compile depends on is the same (`ARM_SETTINGS`); the held-out test is always run anew.
 
 Writes runs/<run-id>/compare.json and its table compare.md (and each optimizer's program.json, ours' study,
 the test run beside it).
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
 import sys
 import time
@@ -31,18 +39,32 @@ from typing import Any
 
 import dspy
 
+from postreason_dspy import interrupt
 from postreason_dspy.benchmarks import get_benchmark
 from postreason_dspy.benchmarks.program_file import save_program
-from postreason_dspy.cli.options import add_model_arguments, count_or_all
+from postreason_dspy.cli.options import (
+    add_data_option,
+    add_model_arguments,
+    command_line,
+    count_or_all,
+    data_paths,
+)
 from postreason_dspy.evaluation import EvalConfig, RunStore, resume_run, start_run
 from postreason_dspy.evaluation.records import new_run_id
-from postreason_dspy.evaluation.report import pct
+from postreason_dspy.formatting import pct
 from postreason_dspy.io import atomic_write_json, settings_changed
-from postreason_dspy.models import redact, resolve_lm
+from postreason_dspy.models import resolve_lm
 from postreason_dspy.optimizers import PostReasonSearch
-from postreason_dspy.optimizers.scoring import Usage, counting
+from postreason_dspy.optimizers.post_reason_search import PRUNERS
+from postreason_dspy.optimizers.scoring import UNPARSED_ERRORS, Metric, Usage, counting
+from postreason_dspy.secrets import redact
 
-OURS, OURS_HALF, MIPRO, BFSRS = "ours_B", "ours_half_B", "miprov2_B", "bfsrs_B"
+OURS, OURS_HALF, MIPRO, BFSRS, GEPA = "ours_B", "ours_half_B", "miprov2_B", "bfsrs_B", "gepa_B"
+DSPY_ARMS = (MIPRO, BFSRS, GEPA)
+# What a DSPy optimizer's compile depends on: with these unchanged, --reuse may take its program from an earlier run.
+ARM_SETTINGS = ("model", "benchmark", "program_strategy", "budget", "train_size", "dev_size", "seed", "max_tokens",
+                "temperature", "data")
+ARM_OPTIONS = {MIPRO: ("mipro_candidates",), BFSRS: (), GEPA: ()}
 MAX_DEMOS = 3
 LMFactory = Callable[..., dspy.LM]
 
@@ -63,6 +85,27 @@ def bfsrs_candidates(budget: int, train: int, dev: int) -> int:
     return max(1, int((budget - 3 * dev) // per_candidate))
 
 
+def gepa_metric_calls(budget: int, dev: int) -> int:
+    """GEPA's `max_metric_calls` for about `budget` LM calls: after the seed program's dev evaluation, each
+    iteration scores a parent and a child on a 3-example minibatch (6 program calls) and asks the reflection
+    model once, so about one call in seven is a reflection (an accepted child's dev evaluation has none)."""
+    return max(dev + 1, (6 * budget + dev) // 7)
+
+
+def feedback_metric(metric: Metric) -> Callable[..., dspy.Prediction]:
+    """`metric` as GEPA asks for it: five arguments, a score and a line of feedback its reflection reads."""
+    def score(gold: dspy.Example, pred: dspy.Prediction, trace: Any = None, pred_name: str | None = None,
+              pred_trace: Any = None) -> dspy.Prediction:
+        try:
+            right = bool(metric(gold, pred))
+        except UNPARSED_ERRORS:
+            right = False
+        feedback = "Correct." if right else f"Wrong: the correct answer is {gold.get('answer')!r}."
+        return dspy.Prediction(score=float(right), feedback=feedback)
+
+    return score
+
+
 def timed_counted(compile_: Callable[[], dspy.Module]) -> tuple[dspy.Module, Usage, float]:
     """Run `compile_`, counting every LM call it makes (a callback, not an estimate)."""
     usage = Usage()
@@ -74,19 +117,31 @@ def timed_counted(compile_: Callable[[], dspy.Module]) -> tuple[dspy.Module, Usa
 
 def run_ours(args: argparse.Namespace, bench: Any, train: list, dev: list, budget: int, folder: Path) -> dict:
     search = PostReasonSearch(
-        bench.metric, num_trials=args.max_trials, num_demo_sets=args.demo_sets, max_bootstrapped_demos=MAX_DEMOS,
-        seed=args.seed, run_dir=folder, max_lm_calls=budget, aggregate=bench.accuracy,
-        adapters=tuple(args.adapters.split(",")) if args.adapters else (),
+        bench.metric, num_trials=args.max_trials, max_bootstrapped_demos=MAX_DEMOS,
+        num_demo_sets=None if args.demo_sets == "auto" else int(args.demo_sets),
+        demo_styles=tuple(args.demo_styles.split(",")), seed=args.seed, run_dir=folder, max_lm_calls=budget,
+        aggregate=bench.accuracy, adapters=tuple(args.adapters.split(",")) if args.adapters else (),
         rationale_fields=tuple(args.rationale_fields.split(",")) if args.rationale_fields else (),
-        num_proposals=args.propose, minibatch=args.minibatch or None,
+        num_proposals=args.propose, minibatch=args.minibatch or None, pruner=args.pruner if args.minibatch else "bound",
     )
+    direct = None if args.no_direct_candidate else bench.program("direct")
     program, usage, seconds = timed_counted(
-        lambda: search.compile(bench.program(args.program_strategy), trainset=train, valset=dev))
+        lambda: search.compile(bench.program(args.program_strategy), trainset=train, valset=dev, direct=direct))
+    record = program.record
     return {"program": program, "usage": usage, "seconds": seconds, "dev_score": program.score,
-            "parameters": {"max_lm_calls": budget, "adapters": args.adapters, "rationale_fields": args.rationale_fields,
-                           "propose": args.propose, "minibatch": args.minibatch},
-            "stopped": program.record["stopped"], "trials": program.record["counted"],
+            "parameters": {"max_lm_calls": budget, "demo_sets": args.demo_sets, "demo_styles": args.demo_styles,
+                           "direct_candidate": direct is not None, "adapters": args.adapters,
+                           "rationale_fields": args.rationale_fields, "propose": args.propose,
+                           "minibatch": args.minibatch, "pruner": args.pruner},
+            "stopped": record["stopped"], "trials": record["counted"],
+            "eliminated": record.get("pruned_on_minibatch", 0), "format": program.format,
+            "demo_style": record["best"].get("demo_style"), "demos": [len(ids) for ids in program_demo_ids(program)],
             "adapter": program.adapter, "program_kwargs": program.program_kwargs}
+
+
+def program_demo_ids(program: dspy.Module) -> list[list[str]]:
+    """Per predictor, the demos the tuned program carries (their question ids or texts)."""
+    return [[str(demo.get("id") or demo.get("question", ""))[:40] for demo in p.demos] for p in program.predictors()]
 
 
 def run_mipro(args: argparse.Namespace, bench: Any, train: list, dev: list, budget: int, lm: dspy.LM) -> dict:
@@ -114,6 +169,55 @@ def run_bfsrs(args: argparse.Namespace, bench: Any, train: list, dev: list, budg
             "parameters": {"num_candidate_programs": candidates, "max_bootstrapped_demos": MAX_DEMOS}}
 
 
+def run_gepa(args: argparse.Namespace, bench: Any, train: list, dev: list, budget: int, lm: dspy.LM) -> dict:
+    calls = gepa_metric_calls(budget, len(dev))
+    optimizer = dspy.GEPA(metric=feedback_metric(bench.metric), max_metric_calls=calls, reflection_lm=lm,
+                          num_threads=1, seed=args.seed, track_stats=True)
+    program, usage, seconds = timed_counted(lambda: optimizer.compile(
+        bench.program(args.program_strategy), trainset=train, valset=dev))
+    results = program.detailed_results
+    return {"program": program, "usage": usage, "seconds": seconds,
+            "dev_score": results.val_aggregate_scores[results.best_idx],
+            "parameters": {"max_metric_calls": calls, "reflection_lm": "the tuned model",
+                           "candidates": len(results.candidates)}}
+
+
+def earlier_arm(label: str, source: Path, args: argparse.Namespace) -> tuple[dict, Path] | None:
+    """Optimizer `label`'s result and program.json in the earlier comparison at `source` (a runs/ folder with
+    settings.json, or a results/ copy with compare.json) if it ran with this run's ARM_SETTINGS; else None."""
+    if (source / "settings.json").is_file():
+        settings = json.loads((source / "settings.json").read_text())
+        result_path, program = source / label / "result.json", source / label / "program.json"
+        result = json.loads(result_path.read_text()) if result_path.is_file() else None
+    elif (source / "compare.json").is_file():
+        document = json.loads((source / "compare.json").read_text())
+        earlier = parser().parse_args(shlex.split(document["command"])[2:])
+        settings = json.loads(json.dumps(vars(settle(earlier))))
+        result = document["optimizers"].get(label)
+        result = {key: value for key, value in result.items() if key != "test_accuracy"} if result else None
+        program = source / f"{label}.program.json"
+    else:
+        raise SystemExit(f"--reuse {source}: neither settings.json nor compare.json is there")
+    current = json.loads(json.dumps(vars(args)))
+    if result is None or not program.is_file():
+        return None
+    if any(settings.get(key) != current.get(key) for key in (*ARM_SETTINGS, *ARM_OPTIONS[label])):
+        return None
+    return result, program
+
+
+def adopt(label: str, folder: Path, source: Path, args: argparse.Namespace) -> bool:
+    """Put optimizer `label`'s program and result from the earlier run at `source` into `folder` (where `stage`
+    reads it back), when its settings match; False when they do not (it is compiled here then)."""
+    if (folder / "result.json").exists() or (found := earlier_arm(label, source, args)) is None:
+        return False
+    result, program = found
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(program, folder / "program.json")
+    atomic_write_json(folder / "result.json", {**result, "reused_from": str(source)})
+    return True
+
+
 def stage(label: str, folder: Path, args: argparse.Namespace, run: Callable[[], dict]) -> dict:
     """One optimizer's result: read back if it finished in an earlier invocation, else compiled from nothing
     (a partial folder of an interrupted compile is removed first) and saved with its program."""
@@ -126,7 +230,8 @@ def stage(label: str, folder: Path, args: argparse.Namespace, run: Callable[[], 
     metadata = {"temperature": args.temperature, "max_tokens": args.max_tokens, "optimizer": label}
     if result.get("adapter"):
         metadata["adapter"] = result["adapter"]
-    save_program(program, folder / "program.json", benchmark=args.benchmark, strategy=args.program_strategy,
+    strategy = "direct" if result.get("format") == "direct" else args.program_strategy
+    save_program(program, folder / "program.json", benchmark=args.benchmark, strategy=strategy,
                  model=args.model, program_kwargs=result.get("program_kwargs"), metadata=metadata)
     result = {**result, **usage.to_dict(), "seconds": round(result["seconds"], 1)}
     atomic_write_json(done, result)
@@ -165,11 +270,15 @@ def compare(args: argparse.Namespace, lm_factory: LMFactory = resolve_lm, argv: 
         OURS_HALF: lambda: run_ours(args, bench, train, dev, budget // 2, folder / OURS_HALF / "search"),
         MIPRO: lambda: run_mipro(args, bench, train, dev, budget, lm),
         BFSRS: lambda: run_bfsrs(args, bench, train, dev, budget),
+        GEPA: lambda: run_gepa(args, bench, train, dev, budget, lm),
     }
+    if args.reuse:
+        reused = [label for label in DSPY_ARMS if adopt(label, folder / label, Path(args.reuse), args)]
+        print(f"reused from {args.reuse}: {', '.join(reused) or 'none (their settings differ)'}")
     with dspy.context(lm=lm):
         results = {label: stage(label, folder / label, args, run) for label, run in runs.items()}
     paths = {label: folder / label / "program.json" for label in results}
-    pairs = tuple((ours, other) for ours in (OURS, OURS_HALF) for other in (MIPRO, BFSRS))
+    pairs = tuple((ours, other) for ours in (OURS, OURS_HALF) for other in DSPY_ARMS)
     config = EvalConfig(
         models=(args.model,), benchmarks=(args.benchmark,), strategies=("direct", args.program_strategy),
         programs={label: str(path.resolve()) for label, path in paths.items()}, pairs=pairs,
@@ -199,7 +308,7 @@ def compare(args: argparse.Namespace, lm_factory: LMFactory = resolve_lm, argv: 
     return path
 
 
-LABELS = {OURS: "ours, B", OURS_HALF: "ours, B/2", MIPRO: "MIPROv2, B", BFSRS: "random search, B"}
+LABELS = {OURS: "ours, B", OURS_HALF: "ours, B/2", MIPRO: "MIPROv2, B", BFSRS: "random search, B", GEPA: "GEPA, B"}
 
 
 def render(document: dict[str, Any]) -> str:
@@ -209,14 +318,16 @@ def render(document: dict[str, Any]) -> str:
     lines = [f"{document['benchmark']}, model {document['model']}, budget B = {document['budget']} LM calls; "
              f"train {document['train_size']}, dev {document['dev_size']}, test {document['test_size']} questions",
              "", "| program | LM calls | input tokens | output tokens | minutes | dev | test "
-             "| p vs MIPROv2 | p vs random search |", "|---|---|---|---|---|---|---|---|---|"]
+             "| p vs MIPROv2 | p vs random search | p vs GEPA |", "|---|---|---|---|---|---|---|---|---|---|"]
     for label, row in document["optimizers"].items():
-        versus = [f"{p[key]:.3g}" if (key := f"{label}_vs_{other}") in p else "" for other in (MIPRO, BFSRS)]
-        lines.append(f"| {LABELS.get(label, label)} | {row['lm_calls']} | {row['input_tokens']:,} "
+        versus = [f"{p[key]:.3g}" if (key := f"{label}_vs_{other}") in p else "" for other in DSPY_ARMS]
+        name = LABELS.get(label, label) + (" (direct)" if row.get("format") == "direct" else "")
+        name += " (reused)" if row.get("reused_from") else ""
+        lines.append(f"| {name} | {row['lm_calls']} | {row['input_tokens']:,} "
                      f"| {row['output_tokens']:,} | {row['seconds'] / 60:.1f} | {pct(row.get('dev_score'))} "
                      f"| {pct(row['test_accuracy'])} | {' | '.join(versus)} |")
     for name, key in (("untuned post", "untuned_test_accuracy"), ("direct", "direct_test_accuracy")):
-        lines.append(f"| {name} | | | | | | {pct(document[key])} | | |")
+        lines.append(f"| {name} | | | | | | {pct(document[key])} | | | |")
     return "\n".join([*lines, "", f"`{document['command']}`", ""])
 
 
@@ -228,32 +339,48 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--budget", type=int, default=600, help="LM calls per optimizer (ours also at half)")
     parser.add_argument("--train-size", type=int, default=40)
     parser.add_argument("--dev-size", type=int, default=50)
-    parser.add_argument("--limit", type=count_or_all, default=200, help="held-out test questions")
+    parser.add_argument("--limit", type=count_or_all, default=300, help="held-out test questions")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-tokens", type=int, default=512)
     parser.add_argument("--temperature", type=float, default=0.0)
-    parser.add_argument("--data", help="read the benchmark from a local file")
-    parser.add_argument("--demo-sets", type=int, default=3, help="ours: bootstrapped demo sets")
+    add_data_option(parser)
+    parser.add_argument("--demo-sets", default="auto", help="ours: bootstrapped demo sets (auto: sized to B)")
+    parser.add_argument("--demo-styles", default="justified,bare", help="ours: demo styles raced")
+    parser.add_argument("--no-direct-candidate", action="store_true", help="ours: race post-reasoning only")
     parser.add_argument("--max-trials", type=int, default=1000, help="ours: a trial cap (the budget stops it first)")
-    parser.add_argument("--adapters", default="chat,xml,plain", help="ours: formats searched ('' for none)")
-    parser.add_argument("--rationale-fields", default="justification,explanation,verification",
-                        help="ours: rationale fields searched ('' for none)")
-    parser.add_argument("--propose", type=int, default=4, help="ours: wordings proposed by the model")
-    parser.add_argument("--minibatch", type=int, default=10, help="ours: minibatch size for pruning (0: none)")
+    parser.add_argument("--adapters", default="", help="ours: formats searched, e.g. chat,xml,plain ('' for none)")
+    parser.add_argument("--rationale-fields", default="", help="ours: rationale fields searched, e.g. "
+                        "justification,explanation ('' for none)")
+    parser.add_argument("--propose", type=int, default=0, help="ours: wordings proposed by the model")
+    parser.add_argument("--minibatch", type=int, default=5, help="ours: the race's first minibatch (0: no race)")
+    parser.add_argument("--pruner", default="halving", choices=PRUNERS, help="ours: how the race eliminates")
     parser.add_argument("--mipro-candidates", type=int, default=6, help="MIPROv2's num_candidates")
+    parser.add_argument("--reuse", metavar="DIR", help="take DSPy optimizers' programs from this earlier comparison "
+                        "where their settings are unchanged")
     parser.add_argument("--runs-dir", default="runs")
     parser.add_argument("--run-id")
     return parser
 
 
-def main(argv: list[str] | None = None, lm_factory: LMFactory = resolve_lm) -> int:
-    args = parser().parse_args(argv)
+def settle(args: argparse.Namespace) -> argparse.Namespace:
+    """Parsed arguments as the comparison uses them: --limit all as None, --data as this benchmark's path."""
     if args.limit == "all":
         args.limit = None
-    path = compare(args, lm_factory, argv)
+    args.data = data_paths(args.data, (args.benchmark,)).get(args.benchmark)
+    return args
+
+
+def main(argv: list[str] | None = None, lm_factory: LMFactory = resolve_lm) -> int:
+    args = settle(parser().parse_args(argv))
+    rerun = list(sys.argv[1:] if argv is None else argv)
+    if args.run_id is None:  # named now, so the resume line can name it
+        args.run_id = f"compare-{new_run_id()}"
+        rerun += ["--run-id", args.run_id]
+    with interrupt.resume_with(command_line("python", "scripts/compare_optimizers.py", *rerun)):
+        path = compare(args, lm_factory, argv)
     print(f"wrote {path} and compare.md\ncopy both to results/{path.parent.name}/ to keep them")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(interrupt.run_command(main))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,10 +23,11 @@ from statistics import mean, median
 
 import dspy
 
-from postreason_dspy import PostReason, make_strategy
+from postreason_dspy import PostReason, interrupt, make_strategy
 from postreason_dspy.benchmarks import get_benchmark
-from postreason_dspy.cli.options import add_model_arguments, lm_from_args
-from postreason_dspy.models import describe_lm, redact
+from postreason_dspy.cli.options import add_model_arguments, command_line, lm_from_args
+from postreason_dspy.models import describe_lm
+from postreason_dspy.secrets import redact
 from postreason_dspy.streaming import stream_answer
 
 STRATEGIES = ("direct", "post", "post_full", "cot", "post_stream")
@@ -115,4 +117,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    rerun = command_line("python", "scripts/measure_answer_cost.py", *sys.argv[1:])
+    raise SystemExit(interrupt.run_command(main, resume=rerun))

@@ -7,7 +7,8 @@ Steps, each skipped when its output is complete and resumed when it is partial (
 again after an interruption):
 1. the untuned post-reasoning program of the benchmark -> runs/RUN/program.json;
 2. base model served: `postreason distill` over the tuning split (--rationalize) -> runs/RUN/distill/;
-3. server stopped (2 cores): `postreason finetune --loss justification` -> runs/RUN/adapter/;
+3. server stopped (2 cores): `postreason finetune --loss LOSS` (a held-out dev loss with early stopping, then
+   the post-training check of the served adapter) -> runs/RUN/adapter/; an adapter that fails the check stops here;
 4. base model served: `postreason eval --strategy direct,post --limit N` (test split) -> run RUN-base;
 5. the adapter served on the same base: the same eval -> run RUN-tuned;
 6. the four arms paired by example id (McNemar p, paired bootstrap interval), with the training time
@@ -30,11 +31,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from postreason_dspy import interrupt
 from postreason_dspy.benchmarks import get_benchmark
 from postreason_dspy.benchmarks.program_file import save_program
+from postreason_dspy.cli.options import command_line
 from postreason_dspy.evaluation.records import ExampleRecord, RunStore, Setting
-from postreason_dspy.evaluation.report import interval, pct
 from postreason_dspy.evaluation.summary import paired, setting_stats
+from postreason_dspy.finetune.data import LOSS_MODES
+from postreason_dspy.formatting import interval, pct
 from postreason_dspy.io import atomic_write_json, atomic_write_text
 
 POSTREASON = str(Path(sys.executable).with_name("postreason"))
@@ -53,7 +57,7 @@ def postreason(*args: str, check: bool = True) -> None:
     """Run one `postreason` command, echoed; a failure stops the script with that command's exit code
     (unless `check` is False: the caller looks at what the command left)."""
     print("$ postreason " + " ".join(args), flush=True)
-    code = subprocess.call([POSTREASON, *args])
+    code = interrupt.call([POSTREASON, *args])  # a signal is passed on to it, then stops this script
     if code and check:
         sys.exit(code)
 
@@ -107,9 +111,12 @@ def run_steps(args: argparse.Namespace) -> tuple[Path, Path]:
     if not (adapter / "finetune.json").exists():
         postreason("local", "down")
         resume = ["--resume"] if (adapter / "state.json").exists() else []
-        postreason("finetune", str(distilled), "--out", str(adapter), "--base", args.base, "--loss", "justification",
+        postreason("finetune", str(distilled), "--out", str(adapter), "--base", args.base, "--loss", args.loss,
                    "--epochs", str(args.epochs), "--max-minutes", str(args.max_minutes), "--runs-dir",
                    str(args.runs_dir), "--run-id", f"{args.run_id}-finetune", "--no-progress", *resume)
+    failure = (json.loads((adapter / "finetune.json").read_text()).get("check") or {}).get("failure")
+    if failure:
+        sys.exit(f"{adapter}: {failure}")
     if not complete_run(args.runs_dir, base_run(args)):
         serve("--model", args.base)
         evaluate(args, base_run(args))
@@ -147,7 +154,10 @@ def training_figures(record: dict[str, Any]) -> dict[str, Any]:
         "tokens": record.get("tokens"), "loss_tokens": record.get("loss_tokens"),
         "tokens_per_s": record.get("tokens_per_s"), "records": record.get("data", {}).get("used"),
         "config": record.get("config"), "loss_first": losses[0] if losses else None,
-        "loss_last": losses[-1] if losses else None,
+        "loss_last": losses[-1] if losses else None, "dev_records": record.get("data", {}).get("dev", {}).get("used"),
+        "dev_losses": record.get("dev_losses"), "best_step": record.get("best_step"),
+        "best_dev_loss": record.get("best_dev_loss"), "stopped_early": record.get("stopped_early"),
+        "check": (record.get("check") or {}).get("status"),
     }
 
 
@@ -158,7 +168,10 @@ def markdown(result: dict[str, Any]) -> str:
         f"`{result['command']}` (commit {result['commit']}, {result['generated']})", "",
         f"Distilled: {json.dumps(result['distill'])}", "",
         f"Training: {train['steps']} steps, {train['seconds']} s on {train['device']}, {train['tokens']} tokens "
-        f"({train['tokens_per_s']} tokens/s), loss {train['loss_first']} -> {train['loss_last']}", "",
+        f"({train['tokens_per_s']} tokens/s), loss {train['loss_first']} -> {train['loss_last']}; "
+        f"dev loss on {train['dev_records']} held-out records: lowest {train['best_dev_loss']} at step "
+        f"{train['best_step']} (kept; stopped early: {train['stopped_early']}); post-training check: {train['check']}",
+        "",
         "| arm | n | accuracy | 95% CI | output tokens | latency s |", "|---|---|---|---|---|---|",
     ]
     for arm in result["arms"]:
@@ -188,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base", default="qwen2.5-coder-0.5b", choices=("qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"))
     parser.add_argument("--distill-limit", type=int, default=500, help="tuning-split examples to distill")
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--loss", default="justification", choices=LOSS_MODES, help="postreason finetune --loss")
     parser.add_argument("--max-minutes", type=float, default=40.0, help="training-time budget")
     parser.add_argument("--limit", type=int, default=200, help="held-out test questions per arm")
     parser.add_argument("--run-id", required=True)
@@ -225,4 +239,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    rerun = command_line("python", "scripts/measure_finetune.py", *sys.argv[1:])
+    raise SystemExit(interrupt.run_command(main, resume=rerun))

@@ -25,6 +25,7 @@ import io
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 import urllib.request
@@ -35,14 +36,15 @@ from typing import Any
 
 import dspy
 
-from postreason_dspy import PostReason
+from postreason_dspy import PostReason, interrupt
 from postreason_dspy.benchmarks import get_benchmark
 from postreason_dspy.cli import main as postreason
-from postreason_dspy.cli.options import add_model_arguments, lm_from_args
+from postreason_dspy.cli.options import add_model_arguments, command_line, lm_from_args
 from postreason_dspy.decoding import answer_only_stops, strict_adapter
 from postreason_dspy.evaluation import RunStore
-from postreason_dspy.models import KEY_ENV, LOCAL_MODEL_STRING, describe_lm, redact
+from postreason_dspy.models import KEY_ENV, LOCAL_MODEL_STRING, describe_lm
 from postreason_dspy.predict import request_signature
+from postreason_dspy.secrets import redact
 
 # litellm's own defaults for the OpenAI-style providers whose base get_llm_provider leaves unset
 CHAT_COMPLETIONS_BASES = {"openai": "https://api.openai.com/v1", "openrouter": "https://openrouter.ai/api/v1"}
@@ -91,6 +93,7 @@ def endpoint(lm: dspy.LM) -> tuple[str, str | None]:
 
 
 def post(url: str, api_key: str | None, body: dict[str, Any]) -> dict[str, Any]:
+    interrupt.check()  # the bare loop stops between requests too
     headers = {"Content-Type": "application/json"}
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
@@ -203,4 +206,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    rerun = command_line("python", "scripts/measure_harness_overhead.py", *sys.argv[1:])
+    raise SystemExit(interrupt.run_command(main, resume=rerun))

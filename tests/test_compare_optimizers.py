@@ -1,5 +1,6 @@
-"""scripts/compare_optimizers.py on a scripted model and a tiny benchmark: every optimizer runs within its
-budget, the LM calls it reports are the calls it made, and the held-out comparison is wired (McNemar p)."""
+"""scripts/compare_optimizers.py on a scripted model and a tiny benchmark: every optimizer (ours, MIPROv2, random
+search, GEPA) runs within its budget, the LM calls it reports are the calls it made, the held-out comparison is
+wired (McNemar p), and an earlier run's DSPy optimizers are reused only where their settings are unchanged."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ def obedient(user: str) -> dict[str, str]:
     """Right on every task question; fills any other prompt's fields (MIPROv2's proposer) with text."""
     golds = GOLD.findall(user)
     values = {"answer": golds[-1] if golds else "A", "proposed_instruction": "Answer the question well.",
+              "new_instruction": "Answer the question well.",
               "clause": "Put the answer in {outputs} first, then justify it in `{rationale}`."}
     return {name: values.get(name, f"some {name.replace('_', ' ')}") for name in requested_order(user)}
 
@@ -57,20 +59,22 @@ def test_the_comparison_runs_end_to_end_on_a_tiny_benchmark(tmp_path, capsys):
     assert str(path) in capsys.readouterr().out
     document = json.loads(path.read_text())
     optimizers = document["optimizers"]
-    assert set(optimizers) == {"ours_B", "ours_half_B", "miprov2_B", "bfsrs_B"}
+    assert set(optimizers) == {"ours_B", "ours_half_B", "miprov2_B", "bfsrs_B", "gepa_B"}
     assert all(row["lm_calls"] > 0 and row["test_accuracy"] == 1.0 for row in optimizers.values())
     assert optimizers["ours_half_B"]["lm_calls"] <= 20 < optimizers["ours_B"]["lm_calls"] <= 40
-    # Tuning calls plus the test run's (direct, untuned, four tuned programs on 3 questions) are all there were.
-    assert sum(row["lm_calls"] for row in optimizers.values()) + 6 * 3 == len(engine.requests)
+    # Tuning calls plus the test run's (direct, untuned, five tuned programs on 3 questions) are all there were.
+    assert sum(row["lm_calls"] for row in optimizers.values()) + 7 * 3 == len(engine.requests)
+    assert optimizers["gepa_B"]["parameters"]["max_metric_calls"] == script.gepa_metric_calls(40, 4)
+    assert optimizers["gepa_B"]["dev_score"] == 1.0 and optimizers["ours_B"]["eliminated"] >= 0
     assert document["direct_test_accuracy"] is not None and document["untuned_test_accuracy"] == 1.0
     assert document["test_size"] == 3 and set(document["p_values"]) == {
-        f"{ours}_vs_{other}" for ours in ("ours_B", "ours_half_B") for other in ("miprov2_B", "bfsrs_B")}
+        f"{ours}_vs_{other}" for ours in ("ours_B", "ours_half_B") for other in ("miprov2_B", "bfsrs_B", "gepa_B")}
     assert all(p == 1.0 for p in document["p_values"].values())  # every program right on every question
     table = (path.parent / "compare.md").read_text().splitlines()
     assert table[0].startswith("commonsense_qa, model scripted, budget B = 40 LM calls")
     ours = next(line for line in table if line.startswith("| ours, B |"))
-    assert ours.split(" | ")[1] == str(optimizers["ours_B"]["lm_calls"]) and ours.endswith("| 100.0% | 1 | 1 |")
-    assert "| direct | | | | | | " in "\n".join(table)
+    assert ours.split(" | ")[1] == str(optimizers["ours_B"]["lm_calls"]) and ours.endswith("| 100.0% | 1 | 1 | 1 |")
+    assert "| direct | | | | | | " in "\n".join(table) and any(line.startswith("| GEPA, B |") for line in table)
     assert table[-1] == f"`python scripts/compare_optimizers.py {' '.join(tiny_argv(tmp_path))}`"
 
 
@@ -106,7 +110,7 @@ def test_an_interrupted_comparison_keeps_the_optimizers_that_finished(tmp_path, 
     assert {key: optimizers["ours_B"][key] for key in ours} == ours  # read back, not tuned again
     # The second invocation compiled only MIPROv2 (from nothing) and random search, then ran the test.
     second = len(engine.requests) - before
-    assert second == optimizers["miprov2_B"]["lm_calls"] + optimizers["bfsrs_B"]["lm_calls"] + 6 * 3
+    assert second == sum(optimizers[label]["lm_calls"] for label in ("miprov2_B", "bfsrs_B", "gepa_B")) + 7 * 3
     assert all(row["test_accuracy"] == 1.0 for row in optimizers.values())
 
     again = len(engine.requests)
@@ -119,7 +123,40 @@ def test_a_run_is_not_continued_with_other_settings(tmp_path):
     argv = tiny_argv(tmp_path)
     lm, _ = scripted_lm(obedient)
     (tmp_path / "runs" / "c1").mkdir(parents=True)
-    script.same_settings(script.parser().parse_args(argv), tmp_path / "runs" / "c1")
+    script.same_settings(script.settle(script.parser().parse_args(argv)), tmp_path / "runs" / "c1")
     argv[argv.index("--budget") + 1] = "60"
     with pytest.raises(SystemExit, match="other settings \\(budget\\)"):
         script.main(argv, lm_factory=lambda *a, **k: lm)
+
+
+def test_an_earlier_runs_dspy_optimizers_are_reused_where_their_settings_are_unchanged(tmp_path):
+    script = load_script()
+    lm, engine = scripted_lm(obedient)
+    assert script.main(tiny_argv(tmp_path), lm_factory=lambda *a, **k: lm) == 0
+    first = tmp_path / "runs" / "c1"
+    earlier = json.loads((first / "compare.json").read_text())["optimizers"]
+    # A results/ copy of it, as kept in the repository: compare.json and <label>.program.json.
+    kept = tmp_path / "results" / "c1"
+    kept.mkdir(parents=True)
+    (kept / "compare.json").write_text((first / "compare.json").read_text())
+    for label in ("miprov2_B", "bfsrs_B", "gepa_B"):
+        (kept / f"{label}.program.json").write_text((first / label / "program.json").read_text())
+
+    for run_id, source in (("c2", first), ("c3", kept)):
+        argv = [*tiny_argv(tmp_path), "--reuse", str(source), "--limit", "4"]
+        argv[argv.index("--run-id") + 1] = run_id
+        before = len(engine.requests)
+        assert script.main(argv, lm_factory=lambda *a, **k: lm) == 0
+        optimizers = json.loads((tmp_path / "runs" / run_id / "compare.json").read_text())["optimizers"]
+        for label in ("miprov2_B", "bfsrs_B", "gepa_B"):
+            assert optimizers[label]["reused_from"] == str(source)
+            assert optimizers[label]["lm_calls"] == earlier[label]["lm_calls"]
+        # Only ours was tuned again; the test (7 programs, now on 4 questions) is always run anew.
+        assert len(engine.requests) - before == optimizers["ours_B"]["lm_calls"] + optimizers["ours_half_B"][
+            "lm_calls"] + 7 * 4
+        assert "(reused)" in (tmp_path / "runs" / run_id / "compare.md").read_text()
+
+    changed = [*tiny_argv(tmp_path), "--reuse", str(kept), "--budget", "60", "--run-id", "c4"]
+    assert script.main(changed, lm_factory=lambda *a, **k: lm) == 0
+    optimizers = json.loads((tmp_path / "runs" / "c4" / "compare.json").read_text())["optimizers"]
+    assert not any("reused_from" in row for row in optimizers.values())  # another budget: compiled here

@@ -1,4 +1,5 @@
-"""`postreason distill` on benchmark data: the leakage guard, official-test warnings, GPQA never written."""
+"""`postreason distill` on benchmark data: the leakage guard, official-test warnings, GPQA never written,
+several benchmarks into one dataset, and the teacher named on the card."""
 
 from __future__ import annotations
 
@@ -65,7 +66,8 @@ def test_a_planted_test_question_is_skipped_counted_and_named(tmp_path, data_dir
     card = (out / "README.md").read_text()
     assert "Checked against the test splits of: gsm8k, math500." in card
     assert "- `amc23`: " in card and "`g-planted`: in math500" in card
-    assert "Licence of the source data: MIT" in card and "Source model: `local`" in card
+    assert "licence of the source data: MIT" in card
+    assert "Teacher model (it answered and justified every record): `local`" in card
     assert len(scripted.requests) == len(train)  # the planted question never reached the model
 
     assert main(["distill", str(_gsm8k_program(tmp_path)), "--out", str(out), "--rationalize"]) == 2
@@ -124,3 +126,60 @@ def test_gpqa_text_never_reaches_an_output_folder(tmp_path, data_dir, scripted, 
     assert not scripted.requests
     assert "Answer the multiple-choice question." in (out / "plain.json").read_text()  # there, without GPQA's text
     assert not leaked(out, secrets)
+
+
+def test_several_benchmarks_are_distilled_into_one_dataset_with_counts_per_source(tmp_path, data_dir, scripted, capsys):
+    _jsonl(data_dir / "gsm8k.jsonl", [
+        *({"id": f"g{n}", "question": f"What is {n} + {5 - n}?", "answer": "5", "split": "train"} for n in range(6)),
+        *({"id": f"w{n}", "question": f"What is {n} + 4?", "answer": str(n + 4), "split": "train"} for n in range(6)),
+        {"id": "t1", "question": "What is 1 + 1?", "answer": "2", "split": "test"},
+    ])
+    _jsonl(data_dir / "math500.jsonl", [
+        *({"problem": f"Compute {n} + {5 - n}.", "answer": "5", "split": "train"} for n in range(6)),
+        {"problem": "Compute 9 - 9.", "answer": "0", "split": "test"},
+    ])
+    out = tmp_path / "mix"
+    assert main(["distill", "--benchmark", "gsm8k,math500", "--model", "teacher/x", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    gsm8k, math500 = summary["sources"]["gsm8k"], summary["sources"]["math500"]
+    assert gsm8k["kept"] and gsm8k["rejected"] and math500["kept"] and not math500["rejected"]
+    for count in ("kept", "rejected", "records"):
+        assert summary[count] == gsm8k[count] + math500[count]
+    assert summary["rejections"] == {"wrong_answer": gsm8k["rejected"]}
+    printed = " ".join(capsys.readouterr().out.split())
+    assert f"total │ {summary['kept']} │ 0 │ {summary['rejected']} │" in printed
+    records = [json.loads(line) for line in (out / "train.jsonl").read_text().splitlines()]
+    assert len(records) == summary["records"] == len({r["id"] for r in records})
+    assert {r["benchmark"] for r in records} == {"gsm8k", "math500"} and {r["source_model"] for r in records} == {
+        "teacher/x"}
+    assert all(r["id"] == f"{r['example_id']}/0" and r["example_id"].startswith(f"{r['benchmark']}/") for r in records)
+    card = (out / "README.md").read_text()
+    assert "| outcome | gsm8k | math500 | total |" in card
+    assert f"| kept | {gsm8k['kept']} | {math500['kept']} | {summary['kept']} |" in card
+    assert f"| rejected: answered wrongly (not rationalized) | {gsm8k['rejected']} | 0 | {gsm8k['rejected']} |" in card
+    assert "Teacher model (it answered and justified every record): `teacher/x`" in card
+    for name in ("gsm8k", "math500"):  # each source is a complete distillation of its own, with its own program
+        assert json.loads((out / name / "program.json").read_text())["benchmark"] == name
+        assert (out / name / "README.md").is_file()
+    requests = len(scripted.requests)
+    assert main(["distill", "--benchmark", "gsm8k,math500", "--model", "teacher/x", "--out", str(out)]) == 0
+    assert len(scripted.requests) == requests  # resumed: nothing left to ask
+    assert main(["distill", "--benchmark", "gsm8k", "--model", "teacher/x", "--out", str(out)]) == 2
+    assert main(["distill", "--benchmark", "gsm8k,math500,gsm8k", "--model", "teacher/x", "--out",
+                 str(tmp_path / "twice")]) == 2
+    assert "names a benchmark twice" in capsys.readouterr().err
+
+
+def test_without_a_program_or_a_benchmark_distill_says_what_it_needs(tmp_path, scripted, capsys):
+    assert main(["distill", "--out", str(tmp_path / "o")]) == 2
+    assert "give a PROGRAM, or --benchmark" in capsys.readouterr().err
+
+
+def test_the_teacher_is_named_with_the_weights_the_local_server_runs(monkeypatch):
+    from postreason_dspy.distill.program import teacher_name
+
+    lm, _ = scripted_lm(VALUES)
+    monkeypatch.setattr(distill_program, "describe_lm", lambda lm: {"local_model": "qwen2.5-coder-1.5b"})
+    assert teacher_name("local", lm) == "local (qwen2.5-coder-1.5b)"
+    monkeypatch.setattr(distill_program, "describe_lm", lambda lm: {"model": "openai/gpt-4o-mini"})
+    assert teacher_name("openai/gpt-4o-mini", lm) == "openai/gpt-4o-mini"

@@ -1,8 +1,11 @@
-"""Distillation: post-reasoned records with spans, in the program's adapter, deduplicated, resumable."""
+"""Distillation: post-reasoned records with spans, in the program's adapter, deduplicated, resumable, and
+filtered: a justification that repeats or copies its inputs is not trained on."""
 
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import datasets
 import dspy
@@ -10,6 +13,7 @@ import pytest
 
 from postreason_dspy import Direct, PostReason
 from postreason_dspy.distill import distill
+from postreason_dspy.distill.filters import COPY_THRESHOLD, copied_share, restated_input
 from postreason_dspy.distill.run import LOG_FILE
 from postreason_dspy.export import write_export
 from postreason_dspy.testing import scripted_lm
@@ -47,6 +51,10 @@ def _part(record, span):
     return record["messages"][-1]["content"][start:end]
 
 
+def _values(record):
+    return [record["messages"][-1]["content"][start:end] for start, end in record["spans"]["values"]]
+
+
 def test_export_writes_the_messages_json(tmp_path):
     exported = json.loads(write_export(TwoStep(), tmp_path / "prompts.json").read_text())
     assert [p["name"] for p in exported["predictors"]] == ["restate.predict", "solve.predict"]
@@ -64,6 +72,7 @@ def test_records_carry_spans_and_one_record_per_predictor_call(tmp_path):
     assert _part(solve, "answer") == "[[ ## answer ## ]]\n5\n\n"
     assert _part(solve, "justification") == "[[ ## rationale ## ]]\n2 + 3 = 5\n\n[[ ## completed ## ]]\n"
     assert _part(restate, "justification") == "" and _part(restate, "answer").startswith("[[ ## givens ## ]]")
+    assert _values(solve) == ["5"] and _values(restate) == ["two apples, three more"]
     assert (solve["predictor"], solve["adapter"], solve["rationalized"]) == ("solve.predict", "ChatAdapter", False)
     saved = datasets.load_from_disk(str(tmp_path / "dataset"))
     assert saved["id"] == ["a/0", "a/1"] and saved[1]["spans"] == solve["spans"]
@@ -86,6 +95,7 @@ def test_xml_program_is_recorded_in_xml_and_a_recovered_answer_is_kept(tmp_path)
     assert solve["adapter"] == "XMLAdapter" and solve["recovered"] and not restate["recovered"]
     assert _part(solve, "answer") == "<answer>\n5\n</answer>\n\n"
     assert _part(solve, "justification") == "<rationale>\n2 &lt; 3 &amp; 3 &lt; 5\n</rationale>"
+    assert _values(solve) == ["5"]
     assert "<question>" in solve["messages"][1]["content"]
 
 
@@ -164,9 +174,73 @@ def test_a_justification_that_only_repeats_the_question_is_not_trained_on(tmp_pa
 
 
 def test_restated_input_tells_a_copy_from_a_justification_that_quotes_it():
-    from postreason_dspy.distill.run import restated_input
-
     question = "She wanted a kitten and puppy so why did she only get the puppy?"
     assert restated_input("She wanted a kitten and puppy, so why did she only get the puppy.", {"question": question})
     assert restated_input("The puppy: she wanted a kitten and a puppy but could only afford one pet, so she got "
                           "the puppy because it was cheaper.", {"question": question}) is None
+
+
+QUESTION = "Where would you put a plate after washing it in the kitchen sink?"
+
+
+@pytest.mark.parametrize(("rationale", "outcome"), [
+    ("You would put a plate after washing it in the kitchen cupboard.", "rejected"),  # 7 of its 10 trigrams copied
+    ("Clean dishes are stored in a cupboard until the next meal, so the cupboard.", "kept"),
+])
+def test_a_justification_that_copies_its_inputs_is_rejected_and_counted_on_the_card(tmp_path, rationale, outcome):
+    lm, _ = scripted_lm({"answer": "cupboard", "rationale": rationale})
+    example = dspy.Example(id="p", question=QUESTION, answer="cupboard").with_inputs("question")
+    with dspy.context(lm=lm):
+        stats = distill(PostReason("question -> answer"), [example], exact, tmp_path)
+    card = (tmp_path / "README.md").read_text()
+    assert f"{COPY_THRESHOLD:.0%} or more of the justification's word 3-grams occur in an input field" in card
+    if outcome == "kept":
+        assert (stats.kept, stats.rejected, stats.rejections) == (1, 0, {})
+        return
+    assert (stats.kept, stats.rejected, stats.rejections) == (0, 1, {"copies_inputs": 1})
+    line = _lines(tmp_path / LOG_FILE)[0]
+    assert line["reason"] == "copies_inputs" and line["error"].startswith("70% of the justification's word 3-grams")
+    assert "| rejected: justification copies its inputs | 1 |" in card
+    assert json.loads((tmp_path / "summary.json").read_text())["rejections"] == {"copies_inputs": 1}
+
+
+def test_a_rationalization_that_copies_its_inputs_is_rejected_with_that_reason(tmp_path):
+    copied = "You would put a plate after washing it in the kitchen cupboard."
+    lm, _ = scripted_lm({"answer": "sink", "rationale": copied})
+    example = dspy.Example(id="p", question=QUESTION, answer="cupboard").with_inputs("question")
+    with dspy.context(lm=lm):
+        stats = distill(PostReason("question -> answer"), [example], exact, tmp_path, rationalize=True)
+    assert stats.rejections == {"copies_inputs": 1}
+    assert _lines(tmp_path / LOG_FILE)[0]["error"].startswith("rationalizing: 70%")
+    with dspy.context(lm=lm):  # a looser threshold keeps it (in another folder: one folder, one setting)
+        stats = distill(PostReason("question -> answer"), [example], exact, tmp_path / "loose", rationalize=True,
+                        copy_threshold=0.8)
+    assert (stats.rationalized, stats.rejected) == (1, 0)
+
+
+def test_copied_share_counts_word_trigrams_found_in_any_one_input():
+    inputs = {"question": "Where is the cat sleeping today?", "options": "A. on the mat\nB. in the box"}
+    assert copied_share("The cat sleeping today is on the mat.", inputs.values()) == 3 / 6
+    assert copied_share("Cats love boxes.", inputs.values()) == 0.0  # no trigram in common
+    assert copied_share("cat sleeping", inputs.values()) == 0.0  # under three words: left to the other filters
+    assert copied_share("sleeping today A on", inputs.values()) == 0.0  # an n-gram never spans two inputs
+
+
+RECORDS = Path(__file__).resolve().parents[1] / "results/finetune-qwen2.5-coder-0.5b-records/distill-train.jsonl"
+FIELD = re.compile(r"\[\[ ## (\w+) ## \]\]\n(.*?)(?=\n\n\[\[ ## |\n\nRespond with|\Z)", re.S)
+
+
+def test_on_the_committed_05b_records_the_copy_filter_rejects_the_copied_ones():
+    """The figures filters.py states: mean share 32%, 32 of 115 at least half copied, 37 at or past 40%."""
+    shares = []
+    for line in RECORDS.read_text().splitlines():
+        record = json.loads(line)
+        inputs = dict(FIELD.findall(record["messages"][-2]["content"]))
+        assert set(inputs) == {"question", "options"}
+        justification = _part(record, "justification").removeprefix("[[ ## rationale ## ]]")
+        shares.append(copied_share(justification.removesuffix("[[ ## completed ## ]]\n"), inputs.values()))
+    assert len(shares) == 115 and sum(shares) / len(shares) == pytest.approx(0.32, abs=0.005)
+    assert sum(share >= 0.5 for share in shares) == 32
+    assert sum(share >= COPY_THRESHOLD for share in shares) == 37
+    by_tenths = [sum(min(int(share * 10), 9) == tenth for share in shares) for tenth in range(10)]
+    assert by_tenths == [33, 25, 14, 6, 5, 5, 7, 5, 5, 10]

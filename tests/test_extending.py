@@ -17,13 +17,14 @@ import pytest
 
 import postreason_dspy
 from postreason_dspy import (
-    STRATEGIES,
     ConfigurationError,
     Direct,
     PostReason,
+    list_strategies,
     make_strategy,
     register_benchmark,
     register_strategy,
+    strategies,
 )
 from postreason_dspy.benchmarks import get_benchmark, list_benchmarks, registry
 from postreason_dspy.cli import main
@@ -40,11 +41,11 @@ CAPITALS = {"France": "Paris", "Japan": "Tokyo", "Kenya": "Nairobi", "Peru": "Li
 @pytest.fixture(autouse=True)
 def _registries_restored():
     """Every test starts from the built-in registries and leaves no plugin module imported."""
-    strategies, benchmarks = dict(STRATEGIES), dict(registry._BENCHMARKS)
+    built_in, benchmarks = dict(strategies._STRATEGIES), dict(registry._BENCHMARKS)
     modules = set(sys.modules)
     yield
-    STRATEGIES.clear()
-    STRATEGIES.update(strategies)
+    strategies._STRATEGIES.clear()
+    strategies._STRATEGIES.update(built_in)
     registry._BENCHMARKS.clear()
     registry._BENCHMARKS.update(benchmarks)
     for name in set(sys.modules) - modules:
@@ -67,13 +68,21 @@ def test_a_registered_strategy_is_built_by_name_everywhere():
         assert MathWord("terse")(question="6 * 7?").answer == "42"
     assert "Answer in one word." in engine.requests[0].messages[0]["content"]
     assert EvalConfig(strategies=("direct", "terse")).strategies == ("direct", "terse")
+    assert list_strategies() == ["direct", "post", "post_full", "cot", "terse"]
+
+
+def test_register_strategy_is_the_only_way_in():
+    listed = list_strategies()
+    listed.append("sneaky")
+    assert "sneaky" not in list_strategies()
+    assert not hasattr(postreason_dspy, "STRATEGIES")
 
 
 def test_an_existing_strategy_name_needs_replace():
     with pytest.raises(ConfigurationError, match="strategy 'post' is already registered; pass replace=True"):
         register_strategy("post", terse)
     register_strategy("post", terse, replace=True)
-    assert STRATEGIES["post"] is terse
+    assert strategies._STRATEGIES["post"] is terse
 
 
 @pytest.mark.parametrize("name", ["", "a,b", "a:b", "a b", " a", "a\t", "Post", "a=b", "a/b", "-a"])
@@ -83,7 +92,7 @@ def test_bad_names_are_refused(name):
     bench = get_benchmark("gsm8k")
     with pytest.raises(ConfigurationError, match=r"benchmark name .* is not valid"):
         register_benchmark(_renamed(bench, name))
-    assert name not in STRATEGIES and name not in registry._BENCHMARKS
+    assert name not in list_strategies() and name not in registry._BENCHMARKS
 
 
 def _renamed(bench, name):
@@ -103,7 +112,7 @@ def _renamed(bench, name):
 def test_a_factory_that_breaks_the_contract_is_refused_at_registration(factory, message):
     with pytest.raises(ConfigurationError, match=message):
         register_strategy("broken", factory)
-    assert "broken" not in STRATEGIES
+    assert "broken" not in list_strategies()
 
 
 def test_an_unknown_strategy_lists_registered_ones():
@@ -191,8 +200,8 @@ def test_the_readme_examples_run_through_postreason_eval(tmp_path, monkeypatch, 
     assert code == 0, capsys.readouterr().err
     records = [json.loads(line) for line in (tmp_path / "runs" / "caps" / "examples.jsonl").read_text().splitlines()]
     test_ids = {str(ex.id) for ex in get_benchmark("capitals").load(split="test", path=data)}
-    strategies = ("direct", "post", "cot", "plan_first")
-    assert {(r["strategy"], r["id"]) for r in records} == {(s, i) for s in strategies for i in test_ids}
+    names = ("direct", "post", "cot", "plan_first")
+    assert {(r["strategy"], r["id"]) for r in records} == {(s, i) for s in names for i in test_ids}
     assert all(r["status"] == "ok" and r["lm_calls"] == 1 for r in records)
     assert all(r["correct"] == (r["gold"] != "Lima") for r in records)
     assert {r["answer"] for r in records} <= {"paris", "tokyo", "nairobi", "cusco", "santiago", "cairo"}
@@ -238,4 +247,4 @@ def test_a_bad_plugin_is_one_error_line(value, message, tmp_path, monkeypatch, c
     assert err.startswith("error: ")
     assert re.search(message, err), err
     assert "broken_plugin" not in sys.modules
-    assert STRATEGIES["post"].func is PostReason
+    assert strategies._STRATEGIES["post"].func is PostReason

@@ -19,11 +19,11 @@ from postreason_dspy.finetune.train import TrainConfig, _check_resumable, batche
 from postreason_dspy.local import server
 from postreason_dspy.local.adapter import adapter_target
 from postreason_dspy.local.paths import home
-from postreason_dspy.local.weights import DEFAULT_MODEL, model_spec
+from postreason_dspy.local.weights import SMALL_MODEL, model_spec
 
 HAS_TRAIN = all(importlib.util.find_spec(name) for name in ("torch", "transformers", "peft", "gguf"))
 needs_train = pytest.mark.skipif(not HAS_TRAIN, reason="the train extra is not installed: pip install -e '.[train]'")
-GGUF = home() / "models" / model_spec(DEFAULT_MODEL).filename
+GGUF = home() / "models" / model_spec(SMALL_MODEL).filename
 
 ANSWER = "B — café 😀"
 JUSTIFICATION = "Because ünïcode 🫠 works, 東京"
@@ -180,7 +180,7 @@ def tokenizer():
         pytest.skip(f"no cached {GGUF.name}: run `postreason local up` once")
     from postreason_dspy.finetune.base import load_tokenizer
 
-    return load_tokenizer(BaseModel(DEFAULT_MODEL, str(GGUF.parent), GGUF.name, DEFAULT_MODEL))
+    return load_tokenizer(BaseModel(SMALL_MODEL, str(GGUF.parent), GGUF.name, SMALL_MODEL))
 
 
 def selected(tokenizer, record: Record, mode: str) -> tuple[str, list[tuple[int, int]], list[tuple[int, int]], int]:
@@ -314,3 +314,218 @@ def test_an_interrupted_run_resumes_to_the_same_adapter_as_an_uninterrupted_one(
                            say=lambda _: None)
     assert timed.steps == 1 and json.loads((tmp_path / "c" / "state.json").read_text())["step"] == 1
     assert (tmp_path / "c" / "adapter" / "adapter_model.safetensors").is_file()
+
+
+# --- --loss format: everything but the answer's value, on a record as distill writes it ---------------------------
+
+
+def distilled_record(answer: str = "B", rationale: str = "Clean plates are stored dry, in a cupboard.",
+                     rid: str = "csqa/0") -> dict:
+    """A record as `postreason distill` writes it for the CommonsenseQA post program (ChatAdapter)."""
+    import dspy
+
+    from postreason_dspy.benchmarks import get_benchmark
+    from postreason_dspy.distill.records import chat_record
+
+    predictor = get_benchmark("commonsense_qa").program("post").choose.predict
+    inputs = {"question": "Where do you keep clean plates?", "options": "A. sink\nB. cupboard"}
+    record = chat_record(dspy.ChatAdapter(), predictor, inputs, {"answer": answer, "rationale": rationale}, "rationale")
+    return {"id": rid, "example_id": rid.split("/")[0], **record}
+
+
+def test_format_mode_trains_the_markers_the_justification_and_the_end_of_turn_but_not_the_answer(tokenizer):
+    record = parse_record(distilled_record(), "r")
+    text, inside, _, reply_start = selected(tokenizer, record, "format")
+    assert text == "[[ ## answer ## ]]\n\n\n[[ ## rationale ## ]]\nClean plates are stored dry, in a cupboard.\n\n" \
+                   "[[ ## completed ## ]]\n<|im_end|>"
+    (value_start, value_end), = record.values
+    assert record.reply[value_start:value_end] == "B"
+    value = (reply_start + value_start, reply_start + value_end)
+    assert not any(first < value[1] and last > value[0] for first, last in inside)  # no piece of the answer
+    assert inside[0][0] == reply_start  # the reply's first marker is trained: it holds the format in place
+
+
+def test_format_mode_leaves_out_a_token_that_touches_the_value_whole(tokenizer):
+    # The value "cupboard." ends in a "." that the tokenizer joins with the newlines after it: left out whole.
+    record = parse_record(distilled_record(answer="cupboard."), "r")
+    text = selected(tokenizer, record, "format")[0]
+    assert "cupboard" not in text.split("[[ ## rationale ## ]]")[0]
+    assert text.startswith("[[ ## answer ## ]]\n") and "[[ ## rationale ## ]]\nClean plates" in text
+
+
+def test_format_mode_needs_value_spans(tokenizer):
+    data = distilled_record()
+    del data["spans"]["values"]
+    from postreason_dspy.finetune.masks import encode
+
+    with pytest.raises(ConfigurationError, match=r"spans\.values"):
+        encode(tokenizer, parse_record(data, "r"), "format")
+
+
+def test_malformed_value_spans_are_a_clear_error():
+    data = distilled_record()
+    data["spans"]["values"] = [[0, 10_000]]
+    with pytest.raises(ConfigurationError, match=r"spans\.values"):
+        parse_record(data, "r")
+
+
+# --- the held-out dev split and early stopping ----------------------------------------------------------------
+
+
+def test_the_dev_split_holds_out_whole_examples_by_a_hash_of_their_id():
+    from postreason_dspy.finetune.data import dev_split
+
+    records = [parse_record({**make_record(rid=f"e{n}/{call}"), "example_id": f"e{n}"}, "r")
+               for n in range(400) for call in range(2)]
+    train, dev = dev_split(records, 0.1)
+    assert len(train) + len(dev) == len(records) and 0.06 < len(dev) / len(records) < 0.14
+    assert not {r.example_id for r in train} & {r.example_id for r in dev}  # both calls of an example together
+    assert dev_split(list(reversed(records)), 0.1)[1] == list(reversed(dev))  # the same ones, whatever the order
+    assert dev_split(records, 0.0) == (records, [])
+
+
+def test_the_dev_tracker_keeps_the_best_step_and_runs_out_of_patience():
+    from postreason_dspy.finetune.early_stop import DevTracker
+
+    tracker = DevTracker(patience=2)
+    assert [tracker.add(step, loss) for step, loss in ((10, 1.0), (20, 0.8), (30, 0.9))] == [True, True, False]
+    assert (tracker.best_step, tracker.since_best, tracker.exhausted()) == (20, 1, False)
+    tracker.add(40, 0.8)  # equal is not better
+    assert tracker.exhausted()
+    restored = DevTracker.from_state(json.loads(json.dumps(tracker.to_state())), patience=3)
+    assert (restored.losses, restored.best_step, restored.exhausted()) == (tracker.losses, 20, False)
+    assert tracker.to_state()["best_checkpoint"] == "checkpoints/best-step-000020"
+
+
+@needs_train
+def test_training_stops_when_the_dev_loss_stops_improving_and_keeps_the_best_step(tmp_path, tokenizer, monkeypatch):
+    import torch
+    from safetensors.torch import load_file
+
+    from postreason_dspy.finetune import train as training
+
+    monkeypatch.setattr(training, "prepare", lambda base, config, device: (tokenizer, tiny_model()))
+    dev_losses = iter([3.0, 2.0, 2.5, 2.6, 2.7, 2.8])  # lowest after step 2; two worse ones stop it at step 4
+    measured = []
+
+    def fake_dev_loss(model, examples, device):
+        measured.append(len(examples))
+        return next(dev_losses)
+
+    monkeypatch.setattr(training, "dev_loss", fake_dev_loss)
+    records = [parse_record(make_record(rid=f"r{i}", answer=f"A{i}"), f"r{i}") for i in range(3)]
+    dev = [parse_record(make_record(rid="d0", answer="D"), "d0")]
+    config = TrainConfig(batch_size=2, lr=1e-2, max_steps=10, eval_every=1, patience=2, save_every=100)
+    reports = []
+    result = training.train(BaseModel("tiny", str(tmp_path)), records, "sha", tmp_path / "a", config, dev=dev,
+                            on_step=reports.append, say=lambda _: None)
+    assert (result.steps, result.stopped_early, result.dev.best_step) == (4, True, 2)
+    assert [r.dev_loss for r in reports] == [3.0, 2.0, 2.5, 2.6] and measured == [1] * 4
+    state = json.loads((tmp_path / "a" / "state.json").read_text())
+    assert state["best_step"] == 2 and state["dev_losses"] == [[1, 3.0], [2, 2.0], [3, 2.5], [4, 2.6]]
+    kept, best = (load_file(str(tmp_path / "a" / folder / "adapter_model.safetensors"))
+                  for folder in ("adapter", "checkpoints/best-step-000002"))
+    last = load_file(str(tmp_path / "a" / "checkpoints" / "step-000004" / "adapter_model.safetensors"))
+    assert all(torch.equal(kept[k], best[k]) for k in kept)  # the adapter is step 2's, not the last step's
+    assert not all(torch.equal(kept[k], last[k]) for k in kept)
+    resumed = training.train(BaseModel("tiny", str(tmp_path)), records, "sha", tmp_path / "a", config, dev=dev,
+                             resume=True, say=lambda _: None)
+    assert (resumed.steps, resumed.stopped_early) == (4, True)  # a resumed run stops where it stopped
+
+
+def test_the_loss_plot_draws_the_dev_loss(tmp_path):
+    from postreason_dspy.finetune.run import plot_losses
+
+    plot_losses([1.0, 0.8, 0.5, 0.3], tmp_path / "loss.png", "t", [[2, 0.9], [4, 1.1]], best_step=2)
+    assert (tmp_path / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --- the post-training check -------------------------------------------------------------------------------
+
+
+def good_reply(user: str) -> dict:
+    return {"answer": "B", "rationale": "Clean plates are stored dry."}
+
+
+def test_the_check_passes_replies_that_open_with_the_first_answer_field_and_stop():
+    from postreason_dspy.finetune.check import check_adapter, opening
+    from postreason_dspy.testing import scripted_lm
+
+    records = [parse_record(distilled_record(rid=f"e{n}/0"), "r") for n in range(3)]
+    assert opening(records[0]) == "[[ ## answer ## ]]"
+    lm, engine = scripted_lm(good_reply)
+    check = check_adapter(lm, records)
+    assert check.status == "passed" and check.failure is None and len(check.replies) == 3
+    assert all(r.temperature == 0.0 for r in engine.requests)  # greedy
+    assert engine.requests[0].messages == records[0].messages[:-1]  # the prompt alone, as the teacher saw it
+
+
+@pytest.mark.parametrize(("script", "problem"), [
+    (lambda user: "[[ ## question ## ]]\nWhere do you keep clean plates?\n\n[[ ## answer ## ]]\nB",
+     "does not open with [[ ## answer ## ]]"),
+    (lambda user: "[[ ## answer ## ]]\nB\n\n[[ ## rationale ## ]]\n" + "and so on " * 2000,
+     "did not end at the end of turn (finish reason: length)"),
+])
+def test_an_echoing_or_endless_reply_fails_the_check_in_one_line_that_shows_it(script, problem):
+    from postreason_dspy.finetune.check import check_adapter
+    from postreason_dspy.testing import scripted_lm
+
+    records = [parse_record(distilled_record(rid=f"e{n}/0"), "r") for n in range(2)]
+    calls = iter([good_reply, script])
+    lm, _ = scripted_lm(lambda user: next(calls)(user))
+    check = check_adapter(lm, records)
+    assert check.status == "failed" and [r.problem for r in check.replies] == [None, problem]
+    assert "\n" not in check.failure and check.failure.startswith("the adapter failed its check: 1 of 2")
+    assert f"the reply to e1/0 {problem}" in check.failure
+    assert repr(script("")[:40])[1:-1] in check.failure
+    assert check.to_dict()["failure"] == check.failure
+
+
+def test_the_check_prompts_come_from_held_out_records_when_there_are_some():
+    from postreason_dspy.finetune.check import prompts
+
+    train = [parse_record(make_record(rid=f"t{n}"), "r") for n in range(9)]
+    dev = [parse_record(make_record(rid=f"d{n}"), "r") for n in range(2)]
+    assert prompts(train, dev, 5) == (dev, True)
+    assert prompts(train, [], 5) == (train[:5], False)
+
+
+def test_a_failed_check_is_recorded_and_local_up_warns_when_serving_it(tmp_path, monkeypatch, capsys):
+    from postreason_dspy.cli import local as local_command
+    from postreason_dspy.finetune import run as finetune_run
+    from postreason_dspy.finetune.check import AdapterCheck, Reply
+    from postreason_dspy.local.adapter import check_failure
+
+    echo = Reply("e1/0", "[[ ## answer ## ]]", "[[ ## question ## ]]\nWhere?", "stop",
+                 "does not open with [[ ## answer ## ]]")
+    monkeypatch.setattr(finetune_run, "check_served", lambda out, records, held_out, say: AdapterCheck(
+        "failed", held_out, (echo,)))
+    said = []
+    record = finetune_run.run_check(tmp_path, [], [parse_record(make_record(), "r")], 5, said.append)
+    assert record["status"] == "failed" and said[-1] == record["failure"]
+    assert "[[ ## question ## ]]" in record["failure"]
+    assert finetune_run.run_check(tmp_path, [], [], 0, said.append)["status"] == "not run"
+
+    (tmp_path / "finetune.json").write_text(json.dumps({"check": record}))
+    assert check_failure(tmp_path) == record["failure"]
+    monkeypatch.setattr(local_command.server, "up", lambda *args, **kwargs: server.ServerState(
+        pid=1, port=8799, model="m+lora", gguf="g", log="l"))
+    args = local_command.argparse.Namespace(model="qwen2.5-coder-0.5b", port=None, adapter=tmp_path)
+    assert local_command.run_up(args) == 0
+    assert "warning: serving an adapter that failed its check" in " ".join(capsys.readouterr().out.split())
+    (tmp_path / "finetune.json").write_text(json.dumps({"check": {**record, "status": "passed"}}))
+    assert check_failure(tmp_path) is None
+
+
+@needs_train
+def test_the_dev_loss_is_the_mean_token_loss_of_the_dev_records_without_gradients():
+    import torch
+
+    from postreason_dspy.finetune.masks import Encoded
+    from postreason_dspy.finetune.train import dev_loss, span_loss
+
+    model = tiny_model(vocab=97)
+    examples = [Encoded("a", [5, 17, 3, 88], [2, 3]), Encoded("b", [9, 60, 2, 41, 7], [4])]
+    expected = sum(span_loss(model, e, torch.device("cpu")).item() for e in examples) / 3
+    assert dev_loss(model, examples, torch.device("cpu")) == pytest.approx(expected)
+    assert model.training and all(p.grad is None for p in model.parameters())

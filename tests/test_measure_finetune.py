@@ -30,7 +30,7 @@ class FakeCli:
     """Plays the commands the script runs: records each, and writes what the real command would leave."""
 
     def __init__(self, runs: Path):
-        self.runs, self.commands, self.served, self.failed = runs, [], None, 0
+        self.runs, self.commands, self.served, self.failed, self.check = runs, [], None, 0, {"status": "passed"}
 
     def __call__(self, *args: str, check: bool = True) -> None:
         self.commands.append(args)
@@ -50,7 +50,9 @@ class FakeCli:
             out.mkdir(parents=True)
             (out / "finetune.json").write_text(json.dumps({
                 "device": "cpu", "steps": 9, "seconds": 600.0, "tokens": 12000, "loss_tokens": 4000,
-                "tokens_per_s": 20.0, "losses": [1.5, 1.1], "data": {"used": 12}, "config": {"loss": "justification"}}))
+                "tokens_per_s": 20.0, "losses": [1.5, 1.1], "data": {"used": 12, "dev": {"used": 2}},
+                "config": {"loss": "justification"}, "dev_losses": [[5, 1.3], [9, 1.2]], "best_step": 9,
+                "best_dev_loss": 1.2, "stopped_early": False, "check": self.check}))
         elif args[0] == "eval":
             self.evaluate(args)
 
@@ -143,3 +145,21 @@ def test_a_new_distillation_can_reuse_the_base_evaluation_alone(run):
     assert [command[0] for command in cli.commands if command[0] != "local"] == ["distill", "finetune", "eval"]
     result = json.loads((tmp_path / "results" / "finetune-qwen2.5-coder-0.5b.json").read_text())
     assert result["runs"]["base"] == "ft-base"
+
+
+def test_an_adapter_that_failed_its_check_is_not_evaluated(run):
+    script, cli, argv, _ = run
+    cli.check = {"status": "failed", "failure": "the adapter failed its check: 1 of 5 greedy replies break the format"}
+    with pytest.raises(SystemExit, match="1 of 5 greedy replies break the format"):
+        script.main([*argv, "--loss", "format"])
+    finetune = next(command for command in cli.commands if command[0] == "finetune")
+    assert finetune[finetune.index("--loss") + 1] == "format"
+    assert not any(command[0] == "eval" for command in cli.commands)
+
+
+def test_the_report_states_the_dev_loss_and_the_check(run):
+    script, _, argv, tmp_path = run
+    script.main(argv)
+    report = (tmp_path / "results" / "finetune-qwen2.5-coder-0.5b.md").read_text()
+    assert "dev loss on 2 held-out records: lowest 1.2 at step 9 (kept; stopped early: False)" in report
+    assert "post-training check: passed" in report

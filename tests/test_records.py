@@ -11,7 +11,7 @@ import pytest
 
 from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.evaluation.records import RECORD_FORMAT, ExampleRecord, RunStore, Setting
-from postreason_dspy.evaluation.scrub import REDACTED, scrub, secret_values, url_secrets
+from postreason_dspy.secrets import REDACTED, scrub, secret_values, url_secrets
 
 
 def rec(index, status="ok", strategy="direct", **extra):

@@ -11,6 +11,7 @@ from rich.console import Console
 from postreason_dspy.cli import main
 from postreason_dspy.evaluation import RunStore, render_summary, summarize, write_comparison, write_report
 from postreason_dspy.evaluation.records import ExampleRecord
+from postreason_dspy.formatting import interval, number, p_value, pct, plural, points, ratio
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -158,3 +159,11 @@ def test_the_report_is_scrubbed_too(tmp_path, monkeypatch):
     _, files = write_report(RunStore.open("run", tmp_path), with_plots=False)
     report = files[0].read_text()
     assert "alice:[redacted]@10.0.0.1" in report and "hunter2" not in report and "tok-0123456789" not in report
+
+
+def test_figures_print_one_way_everywhere():
+    """Every report prints through postreason_dspy.formatting: small p-values keep their order of magnitude."""
+    assert [p_value(p) for p in (0.5, 0.0432, 0.001, 0.000123, None)] == ["0.5", "0.0432", "0.001", "1.2e-04", "-"]
+    assert pct(0.4567) == "45.7%" and pct(0.05, signed=True) == "+5.0%" and pct(None) == "-"
+    assert interval((-0.05, 0.125), signed=True) == "[-5.0, +12.5]" and points(0.031) == "+3.1 pp"
+    assert ratio(1.5) == "1.50x" and number(None) == "-" and plural(2, "loss", "losses") == "2 losses"

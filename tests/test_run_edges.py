@@ -220,7 +220,7 @@ def test_resume_of_a_run_with_a_corrupt_config_is_one_line(tmp_path, capsys):
 
 
 def test_redact_hides_a_url_password_and_keeps_the_user():
-    from postreason_dspy.models import redact
+    from postreason_dspy.secrets import redact
 
     assert redact("postgresql://tuner:s3cret@db:5432/optuna") == "postgresql://tuner:[redacted]@db:5432/optuna"
     assert redact("http://alice:pw@127.0.0.1:8000/v1") == "http://alice:[redacted]@127.0.0.1:8000/v1"

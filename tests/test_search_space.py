@@ -8,10 +8,10 @@ import pytest
 from search_helpers import EXPERT, exact, examples, trials_log
 
 from postreason_dspy import DEFAULT_INSTRUCTION, PostReason
-from postreason_dspy.benchmarks.program_file import ProgramFile, read_program, save_program
+from postreason_dspy.adapters import PlainTextAdapter, adapter_name
+from postreason_dspy.benchmarks.program_file import ProgramFile, program_adapter, read_program, save_program
 from postreason_dspy.bound_adapter import bound_adapter, with_adapter
 from postreason_dspy.errors import ConfigurationError
-from postreason_dspy.export import program_adapter
 from postreason_dspy.optimizers import PostReasonSearch
 from postreason_dspy.optimizers.candidates import prompt_instructions
 from postreason_dspy.optimizers.space import valid_wording
@@ -78,6 +78,22 @@ def test_a_program_file_carries_its_adapter_and_rationale_field(tmp_path):
     assert bound_adapter(saved.build(bind_adapter=False)) is None  # for a caller that picks its own adapter
     unbound = ProgramFile("commonsense_qa", "post", built.dump_state(), program_kwargs=saved.program_kwargs)
     assert bound_adapter(unbound.build()) is None  # no adapter recorded: none bound
+
+
+@pytest.mark.parametrize("spelling", ["plain", "PLAIN", "plaintext", "PlainTextAdapter", "plaintextadapter"])
+def test_one_adapter_registry_reads_every_spelling_the_same(spelling):
+    """The command line's short names and the class names that programs record go through one registry."""
+    assert adapter_name(spelling) == "PlainTextAdapter"
+    saved = ProgramFile("commonsense_qa", "post", {}, metadata={"adapter": spelling})
+    assert type(program_adapter(saved)) is PlainTextAdapter
+    assert type(program_adapter(saved, "xml")) is dspy.XMLAdapter  # a name given wins over the file's
+    assert type(program_adapter(ProgramFile("commonsense_qa", "post", {}))) is dspy.ChatAdapter
+
+
+def test_an_unknown_adapter_names_the_choices():
+    with pytest.raises(ConfigurationError, match=r"unknown adapter 'JSONAdapter'; choose from chat, xml, plain "
+                                                 r"\(or ChatAdapter, XMLAdapter, PlainTextAdapter\)"):
+        adapter_name("JSONAdapter")
 
 
 def read_program_from_benchmark() -> dspy.Module:

@@ -20,6 +20,9 @@ from postreason_dspy.tuning.report import write_tune_report
 
 EXPERT = "An expert will review"
 GOLD = re.compile(r"gold-([A-E])")
+# The search these pipeline tests run: post-reasoning candidates with justified demos (no direct candidate,
+# no bare demos), so a small number of trials finds the wording the scripted model needs.
+POST_ONLY = {"demo_styles": ("justified",), "direct_candidate": False}
 
 
 def csqa_file(folder: Path, n: int = 120) -> Path:
@@ -54,7 +57,7 @@ def test_tune_run_measures_and_recommends_the_tuned_program(tmp_path):
     data = csqa_file(tmp_path)
     lm, engine = expert_model()
     config = TuneConfig(models=("scripted",), benchmark="commonsense_qa", trials=8, train_size=8, dev_size=8,
-                        limit=20, num_demo_sets=2, max_demos=1, data=str(data))
+                        limit=20, num_demo_sets=2, max_demos=1, data=str(data), **POST_ONLY)
     run = TuneRun.create(tmp_path / "runs", config, "t1", lm_factory=lambda *a, **k: lm)
     summary = run.run()
     row = summary["models"]["scripted"]
@@ -143,6 +146,7 @@ def test_cli_tune_interrupted_twice_resumes_with_nothing_lost(tmp_path, monkeypa
     monkeypatch.setattr(tune_module, "resolve_lm", lambda *a, **k: lm)
     args = ["tune", "--model", "scripted", "--benchmark", "commonsense_qa", "--data", str(data), "--trials", "5",
             "--train-size", "6", "--dev-size", "6", "--limit", "10", "--demo-sets", "1", "--max-demos", "1",
+            "--demo-styles", "justified", "--no-direct-candidate",
             "--runs-dir", str(tmp_path / "runs"), "--run-id", "r", "--no-progress"]
     assert main(args) == 130
     folder = tmp_path / "runs" / "r" / "scripted"
@@ -184,7 +188,8 @@ def test_with_direct_demos_the_test_also_runs_direct_with_the_tuned_demos(tmp_pa
     data = csqa_file(tmp_path)
     lm, engine = expert_model()
     config = TuneConfig(models=("scripted",), benchmark="commonsense_qa", trials=6, train_size=8, dev_size=8,
-                        limit=10, num_demo_sets=2, max_demos=1, data=str(data), with_direct_demos=True)
+                        limit=10, num_demo_sets=2, max_demos=1, data=str(data), with_direct_demos=True,
+                        **POST_ONLY)
     run = TuneRun.create(tmp_path / "runs", config, "c1", lm_factory=lambda *a, **k: lm)
     row = run.run()["models"]["scripted"]
     folder = run.path / "scripted"
@@ -202,3 +207,30 @@ def test_with_direct_demos_the_test_also_runs_direct_with_the_tuned_demos(tmp_pa
     assert len(direct_demo_requests) >= 10  # every test question asked with the demo in the prompt
     assert "--with-direct-demos" in run.config.command()
     assert "direct answer with the tuned program's demos" in write_tune_report(run.path, with_plots=False)[0]
+
+
+def test_a_direct_candidate_that_wins_the_race_is_the_recommendation_and_says_so(tmp_path):
+    """The answer format is a candidate too: a model right only when answering directly with demos gets a
+    direct program recommended, by name, and program.json rebuilds it as one."""
+    data = csqa_file(tmp_path)
+    lm, engine = scripted_lm({})
+
+    def script(user: str) -> dict[str, str]:
+        request = engine.requests[-1]
+        gold = GOLD.search(user.split("[[ ## question ## ]]")[-1]).group(1)
+        teacher = request.stop == () and "rationale" in user.split("Respond with")[-1]  # full mode bootstraps
+        direct_with_demos = len(request.messages) > 2 and "rationale" not in request.prompt
+        return {"answer": gold if teacher or direct_with_demos else "A", "rationale": f"because {gold} fits"}
+
+    engine.script = script
+    config = TuneConfig(models=("scripted",), benchmark="commonsense_qa", trials=10, train_size=8, dev_size=8,
+                        limit=10, max_demos=1, data=str(data))  # the default search: demos, styles, formats
+    run = TuneRun.create(tmp_path / "runs", config, "d1", lm_factory=lambda *a, **k: lm)
+    row = run.run()["models"]["scripted"]
+    assert row["tuned_format"] == "direct" and row["recommendation"] == "tuned"
+    assert row["recommendation_text"].startswith("tuned direct answer") and row["dev"]["direct"] < 1.0
+    saved = read_program(run.path / "scripted" / "program.json")
+    assert saved.strategy == "direct" and saved.metadata["format"] == "direct"
+    assert saved.state["choose.predict"]["demos"] and row["test"]["tuned"] == 1.0
+    assert not (run.path / "scripted" / "direct_demos.json").exists()  # the tuned program is that control already
+    assert "tuned direct answer" in write_tune_report(run.path, with_plots=False)[0]

@@ -8,7 +8,7 @@ import json
 import re
 
 import pytest
-from test_tune import csqa_file
+from test_tune import POST_ONLY, csqa_file
 
 from postreason_dspy.benchmarks.program_file import read_program
 from postreason_dspy.bound_adapter import bound_adapter
@@ -39,7 +39,7 @@ def test_tune_searches_format_and_rationale_and_the_program_keeps_them(tmp_path)
     lm, _ = plain_text_model()
     config = TuneConfig(models=("scripted",), benchmark="commonsense_qa", trials=8, train_size=4, dev_size=8,
                         limit=10, num_demo_sets=0, data=str(data), adapters=("chat", "plain"),
-                        rationale_fields=("justification",), minibatch=4)
+                        rationale_fields=("justification",), minibatch=4, **POST_ONLY)
     run = TuneRun.create(tmp_path / "runs", config, "t1", lm_factory=lambda *a, **k: lm)
     row = run.run()["models"]["scripted"]
     saved = read_program(run.path / "scripted" / "program.json")

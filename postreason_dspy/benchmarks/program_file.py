@@ -1,18 +1,25 @@
-"""`program.json`: a tuned (or hand-written) benchmark program that can be rebuilt from the file alone.
+"""`program.json`: a saved (tuned or hand-written) benchmark program that can be rebuilt from the file alone,
+and what reads it: `eval --program`, export and distillation.
 
 DSPy's own saved state holds instructions and demos but not which program they belong to. This file
 wraps it with the benchmark, the answering strategy and the constructor arguments that rebuild the
-module, and the model it was tuned for, so `eval --program`, export and distillation need nothing else:
+module, and the model it was tuned for, so nothing else is needed:
 
     {"format": "postreason-program", "version": 1, "benchmark": "commonsense_qa", "strategy": "post",
      "program_kwargs": {...}, "model": "local", "metadata": {...}, "state": {<program.dump_state()>}}
 
 `metadata["adapter"]` ("ChatAdapter", "XMLAdapter" or "PlainTextAdapter"), when present, is the output
 format the program was tuned with: `build` returns the program bound to it (`postreason_dspy.bound_adapter`),
-so it runs with that adapter wherever it is loaded; export and distillation read the same key.
+so it runs with that adapter wherever it is loaded; export and distillation read the same key
+(`program_adapter`).
+
+A command names a program as PROGRAM (`program_path`):
+
+    PROGRAM = path/to/program.json | a tune run folder | RUN (an id under runs/) | RUN/<model-slug>
 
 Loading checks the field layout of every predictor (`StateMismatchError` on a mismatch) and never
-unpickles anything.
+unpickles anything. A benchmark whose text must not be written to files (GPQA) is refused wherever its
+questions would be: a saved program's demos, an export, a distilled dataset.
 """
 
 from __future__ import annotations
@@ -23,7 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import dspy
+from dspy.adapters.base import Adapter
 
+from postreason_dspy.adapters import adapter_class
+from postreason_dspy.benchmarks.base import Benchmark
 from postreason_dspy.benchmarks.registry import get_benchmark
 from postreason_dspy.bound_adapter import with_adapter
 from postreason_dspy.errors import ConfigurationError
@@ -31,6 +41,7 @@ from postreason_dspy.io import atomic_write_json, json_id
 
 PROGRAM_FORMAT = "postreason-program"
 PROGRAM_VERSION = 1
+PROGRAM_FILE = "program.json"
 
 
 @dataclass
@@ -69,13 +80,30 @@ class ProgramFile:
         }
 
 
-def has_demos(state: Any) -> bool:
+def _has_demos(state: Any) -> bool:
     """Whether a DSPy state (any nesting) holds a non-empty `demos` list."""
     if isinstance(state, dict):
-        return bool(state.get("demos")) or any(has_demos(value) for value in state.values())
+        return bool(state.get("demos")) or any(_has_demos(value) for value in state.values())
     if isinstance(state, list):
-        return any(has_demos(value) for value in state)
+        return any(_has_demos(value) for value in state)
     return False
+
+
+def refuse_withheld(bench: Benchmark, what: str, outcome: str = "nothing was written") -> None:
+    """Raise for a benchmark whose text must never be written to a file (GPQA), naming what was refused."""
+    if bench.withhold_text:
+        raise ConfigurationError(
+            f"{bench.name} ({bench.title}) must never be stored in plain text, and {what} would hold its "
+            f"questions; {outcome}"
+        )
+
+
+def check_exportable(saved: ProgramFile) -> Benchmark:
+    """The program's benchmark; refuses a withheld benchmark's program with demos (they quote its questions)."""
+    bench = get_benchmark(saved.benchmark)
+    if _has_demos(saved.state):
+        refuse_withheld(bench, "this program's demos")
+    return bench
 
 
 def save_program(
@@ -97,11 +125,8 @@ def save_program(
     newer metadata would change."""
     state = program.dump_state()
     bench = get_benchmark(benchmark)
-    if bench.withhold_text and has_demos(state):
-        raise ConfigurationError(
-            f"{bench.name} ({bench.title}) must never be stored in plain text, and this program's demos would "
-            f"hold its questions; {path} was not written"
-        )
+    if _has_demos(state):
+        refuse_withheld(bench, "this program's demos", f"{path} was not written")
     saved = ProgramFile(
         benchmark=benchmark,
         strategy=strategy,
@@ -159,3 +184,56 @@ def load_program(path: str | Path) -> tuple[dspy.Module, ProgramFile]:
     """Rebuild the program saved at `path`; returns it with the file's description."""
     saved = read_program(path)
     return saved.build(), saved
+
+
+def program_path(program: str | Path, runs_dir: str | Path = "runs") -> Path:
+    """The program.json that PROGRAM names (see the module docstring); a ConfigurationError saying why not."""
+    given = Path(program).expanduser()
+    candidates = [given] if given.exists() else [Path(runs_dir) / program]
+    path = candidates[0]
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise ConfigurationError(f"no program file or tune run {program!r} (looked for {given} and {path})")
+    if (path / PROGRAM_FILE).is_file():
+        return path / PROGRAM_FILE
+    found = sorted(sub for sub in path.iterdir() if (sub / PROGRAM_FILE).is_file())
+    if not found:
+        raise ConfigurationError(f"{path} holds no {PROGRAM_FILE} (nor a folder with one): is it a tune run?")
+    if len(found) > 1:
+        names = ", ".join(f"{program}/{sub.name}" for sub in found)
+        raise ConfigurationError(f"{path} holds a program for each of {len(found)} models; name one: {names}")
+    return found[0] / PROGRAM_FILE
+
+
+def load_program_file(program: str | Path, runs_dir: str | Path = "runs") -> tuple[ProgramFile, Path]:
+    """The program file PROGRAM names, and its path."""
+    path = program_path(program, runs_dir)
+    return read_program(path), path
+
+
+def program_hash(saved: ProgramFile) -> str:
+    """A digest of what defines the program (benchmark, strategy, constructor arguments, DSPy state)."""
+    return json_id(
+        {"benchmark": saved.benchmark, "strategy": saved.strategy, "kwargs": saved.program_kwargs, "state": saved.state}
+    )
+
+
+def describe(saved: ProgramFile) -> dict[str, Any]:
+    """The header of an export, and the provenance of a distilled dataset."""
+    return {
+        "benchmark": saved.benchmark,
+        "strategy": saved.strategy,
+        "model": saved.model,
+        "program_hash": program_hash(saved),
+    }
+
+
+def program_adapter(saved: ProgramFile, name: str | None = None) -> Adapter:
+    """The adapter the program runs with: `name` ("chat"/"xml"/"plain"), else the file's metadata, else ChatAdapter."""
+    return adapter_class(name or str(saved.metadata.get("adapter") or "chat"))()
+
+
+def program_settings(saved: ProgramFile) -> dict[str, Any]:
+    """Temperature and max_tokens the program was tuned with, where its file records them."""
+    return {key: saved.metadata[key] for key in ("temperature", "max_tokens") if key in saved.metadata}

@@ -8,6 +8,7 @@ import sys
 
 from rich.console import Console
 
+from postreason_dspy import interrupt
 from postreason_dspy.cli.plugins import load_plugins
 from postreason_dspy.errors import PostReasonError
 
@@ -30,17 +31,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `postreason` console script; returns the process exit code."""
-    try:
-        load_plugins()  # before the parser: help texts list the strategies plugins register
-        args = build_parser().parse_args(argv)
-        return int(args.func(args) or 0)
-    except PostReasonError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}")
-        return 2
-    except KeyboardInterrupt:
-        Console(stderr=True).print("[yellow]interrupted[/]")
-        return 130
+    """Entry point of the `postreason` console script; returns the process exit code: 2 for bad input,
+    130/143 when SIGINT/SIGTERM stopped the command (postreason_dspy.interrupt), else the command's own."""
+
+    def command() -> int:
+        try:
+            load_plugins()  # before the parser: help texts list the strategies plugins register
+            args = build_parser().parse_args(argv)
+            args.argv = list(sys.argv[1:] if argv is None else argv)  # for a command's resume line
+            return int(args.func(args) or 0)
+        except PostReasonError as exc:
+            if interrupt.requested():
+                raise  # stopping: the interrupt's exit code and resume line, not this error's
+            Console(stderr=True).print(f"[bold red]error:[/] {exc}")
+            return 2
+
+    return interrupt.run_command(command)
 
 
 if __name__ == "__main__":

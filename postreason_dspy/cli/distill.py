@@ -1,7 +1,9 @@
-"""`postreason distill PROGRAM --benchmark B --split train --out DIR`: post-reasoned fine-tuning data.
+"""`postreason distill [PROGRAM] --benchmark B --split train --out DIR`: post-reasoned fine-tuning data.
 
     postreason distill runs/RUN/program.json --split train --limit 200 --out runs/sft-gsm8k
     postreason distill RUN --rationalize --out DIR        also justify the gold answer where the model was wrong
+    postreason distill --benchmark gsm8k,arc_challenge,commonsense_qa --limit 300 --model local --out DIR
+                      several benchmarks, each with its own post program, into one dataset
 
 Run again with the same --out to resume. Writes DIR/train.jsonl, DIR/dataset/, DIR/README.md (see
 postreason_dspy.distill for the record format).
@@ -15,10 +17,24 @@ from pathlib import Path
 
 from rich.table import Table
 
+from postreason_dspy import interrupt
+from postreason_dspy.adapters import ADAPTERS
+from postreason_dspy.benchmarks.program_file import load_program_file
+from postreason_dspy.cli.options import (
+    add_api_base_option,
+    add_data_option,
+    add_runs_dir_option,
+    count_or_all,
+    data_paths,
+    rerun_command,
+)
+from postreason_dspy.distill.card import Provenance
+from postreason_dspy.distill.filters import COPY_THRESHOLD
+from postreason_dspy.distill.mixture import combined, run_mixture
 from postreason_dspy.distill.program import TUNING_SPLITS, DistillJob, run_distill_job
+from postreason_dspy.distill.run import DistillStats
+from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.evaluation import terminal
-from postreason_dspy.export import ADAPTERS
-from postreason_dspy.export.program import load_program_file
 from postreason_dspy.models import LOCAL, resolve_lm
 
 
@@ -30,49 +46,85 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Run PROGRAM in full mode over a tuning split, keep the examples it answers correctly, and "
         "write one chat record per predictor call with the spans of its answer and justification.",
     )
-    parser.add_argument("program", help="a program.json, a tune run folder, or a run id under --runs-dir")
-    parser.add_argument("--benchmark", help="default: the program's benchmark")
+    parser.add_argument("program", nargs="?",
+                        help="a program.json, a tune run folder, or a run id under --runs-dir (default: each "
+                        "benchmark's own untuned post-reasoning program)")
+    parser.add_argument("--benchmark", help="default: the program's benchmark; several, comma-separated (a,b,c), "
+                        "are distilled each into DIR/<benchmark>/ and merged into one dataset in DIR")
     parser.add_argument("--split", choices=TUNING_SPLITS, default="train", help="default: train")
-    parser.add_argument("--limit", type=int, help="examples to take (default: the whole split)")
+    parser.add_argument("--limit", type=count_or_all,
+                        help="examples to take from each benchmark, or 'all' (default: all)")
     parser.add_argument("--seed", type=int, default=0, help="order of the examples before --limit (default: 0)")
     parser.add_argument("--out", type=Path, required=True, help="output folder (run again with it to resume)")
     parser.add_argument("--rationalize", action="store_true",
                         help="for examples answered wrongly, have the model justify the gold answer (marked)")
+    parser.add_argument("--copy-threshold", type=_share, default=COPY_THRESHOLD, metavar="SHARE",
+                        help="reject a justification when this share or more of its word trigrams occur in an "
+                        f"input field (default: {COPY_THRESHOLD})")
     parser.add_argument("--adapter", choices=tuple(ADAPTERS), help="default: the program file's, else chat")
-    parser.add_argument("--data", metavar="PATH", help="read the benchmark from a local file")
+    add_data_option(parser)
     parser.add_argument("--max-tokens", type=int, default=1024, help="per call; justifications are long "
                         "(default: 1024)")
     parser.add_argument("--temperature", type=float, default=0.0, help="default: 0.0")
-    parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where run ids are looked up")
-    parser.add_argument("--model", help="'local' or a DSPy/litellm model string (default: the program's model, "
-                        "else $POSTREASON_MODEL, else local)")
-    parser.add_argument("--api-base", default=os.environ.get("POSTREASON_API_BASE"),
-                        help="server URL for the model (default: $POSTREASON_API_BASE, else the provider's own)")
+    add_runs_dir_option(parser)
+    parser.add_argument("--model", help="the teacher: 'local' (the model the local server runs, e.g. the student "
+                        "itself) or a DSPy/litellm model string (default: the program's model, else "
+                        "$POSTREASON_MODEL, else local); the card names it")
+    add_api_base_option(parser)
     parser.set_defaults(func=run_distill_command)
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a share in (0, 1], not {text}")
+    return value
 
 
 def run_distill_command(args: argparse.Namespace) -> int:
     console = terminal()
-    saved, _ = load_program_file(args.program, args.runs_dir)
-    model = args.model or saved.model or os.environ.get("POSTREASON_MODEL", LOCAL)
+    saved = load_program_file(args.program, args.runs_dir)[0] if args.program else None
+    benchmarks = [name.strip() for name in (args.benchmark or "").split(",") if name.strip()]
+    benchmarks = benchmarks or ([saved.benchmark] if saved else [])
+    if not benchmarks:
+        raise ConfigurationError("give a PROGRAM, or --benchmark to distil each benchmark's own post program")
+    data = data_paths(args.data, tuple(benchmarks))
+    model = args.model or (saved.model if saved else None) or os.environ.get("POSTREASON_MODEL", LOCAL)
     lm = resolve_lm(model, api_base=args.api_base, temperature=args.temperature, max_tokens=args.max_tokens)
-    job = DistillJob(program=args.program, out=args.out, benchmark=args.benchmark, split=args.split, limit=args.limit,
-                     seed=args.seed, rationalize=args.rationalize, adapter=args.adapter, model=model,
-                     data=args.data, runs_dir=args.runs_dir)
-    stats, about, guard = run_distill_job(job, lm, say=lambda text: console.print(f"[bold yellow]{text}[/]"))
-    table = Table(title=f"distilled {about.benchmark} ({about.split}) into {args.out}")
-    for name in ("kept", "rationalized", "rejected", "failed", "test_overlap", "records"):
-        table.add_column(name, justify="right")
-    table.add_row(*(str(getattr(stats, name)) for name in ("kept", "rationalized", "rejected", "failed",
-                                                            "test_overlap", "records")))
-    console.print(table)
+    job = DistillJob(program=args.program, out=args.out, benchmark=benchmarks[0], split=args.split,
+                     limit=None if args.limit == "all" else args.limit, seed=args.seed, rationalize=args.rationalize,
+                     adapter=args.adapter, model=model, data=data.get(benchmarks[0]), runs_dir=args.runs_dir,
+                     copy_threshold=args.copy_threshold)
+    say = lambda text: console.print(f"[bold yellow]{text}[/]")  # noqa: E731
+    with interrupt.resume_with(rerun_command(args)):  # the same command continues where it stopped
+        if len(benchmarks) > 1:
+            stats, sources, guard = run_mixture(job, benchmarks, lm, data=data, say=say)
+        else:
+            stats, about, guard = run_distill_job(job, lm, say=say)
+            sources = [(about, stats)]
+    console.print(counts_table(sources, args.out))
     if stats.overlaps:
         console.print("skipped as test questions: " + ", ".join(
             f"{key} ({', '.join(names)})" for key, names in stats.overlaps.items()), highlight=False)
     if guard.unchecked:
         console.print("not checked for test overlap: " + ", ".join(guard.unchecked), highlight=False)
-    if about.official_test_warning:
-        console.print(f"[bold yellow]{about.official_test_warning}[/]")
+    for about, _ in sources:
+        if about.official_test_warning:
+            console.print(f"[bold yellow]{about.official_test_warning}[/]")
     if stats.failed:
         console.print(f"[yellow]{stats.failed} examples failed; run the same command again to retry them.[/]")
     return 1 if stats.failed else 0
+
+
+def counts_table(sources: list[tuple[Provenance, DistillStats]], out: Path) -> Table:
+    """One row per source (and their total when there are several): what each outcome counted."""
+    names = ("kept", "rationalized", "rejected", "failed", "test_overlap", "records")
+    table = Table(title=f"distilled {', '.join(f'{a.benchmark} ({a.split})' for a, _ in sources)} into {out}")
+    for name in ("source", *names):
+        table.add_column(name, justify="left" if name == "source" else "right")
+    rows = [(about.benchmark, stats) for about, stats in sources]
+    if len(rows) > 1:
+        rows.append(("total", combined(stats for _, stats in sources)))
+    for label, stats in rows:
+        table.add_row(label, *(str(getattr(stats, name)) for name in names))
+    return table

@@ -1,12 +1,14 @@
 """`postreason eval`: compare answering strategies for one or many models across benchmarks.
 
     postreason eval [--model M ...] [--benchmark B ...] [--strategy direct,post,cot] [--limit 20] [--threads 1]
+    postreason eval --suite offline     every benchmark whose data is on this machine (the study's comparison)
     postreason eval --program tuned.json[=NAME] [--pair NAME:post]   a saved program as a strategy of its own
     postreason eval --resume RUN        continue an interrupted run (failed examples are redone)
 
 Each run is recorded under runs/<run-id>/ (see runs/README.md); `postreason report RUN` writes its report.
 Exit code 1 when some examples failed for good (their errors are in the records; `--resume` retries them);
-2 on bad input, or when the model server stopped answering (the message says how to resume).
+2 on bad input, or when the model server stopped answering (the message says how to resume); 130 (143)
+when Ctrl-C (SIGTERM) stopped it after the LM calls in flight (its last line is the command that resumes it).
 """
 
 from __future__ import annotations
@@ -14,13 +16,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from postreason_dspy.benchmarks.suites import SUITES, suite_benchmarks
 from postreason_dspy.cli.options import (
     add_api_base_option,
+    add_data_option,
     add_model_option,
     add_no_progress_option,
     add_run_id_option,
     add_runs_dir_option,
     count_or_all,
+    data_paths,
     default_model,
     refuse_settings_on_resume,
 )
@@ -38,8 +43,8 @@ from postreason_dspy.evaluation import (
 from postreason_dspy.strategies import STRATEGIES
 
 # Options that define what a run compares: a resumed run takes them from its config.json.
-SETTING_OPTIONS = ("model", "benchmark", "strategy", "limit", "split", "seed", "max_tokens", "temperature", "data",
-                   "program", "pair")
+SETTING_OPTIONS = ("model", "benchmark", "suite", "strategy", "limit", "split", "seed", "max_tokens", "temperature",
+                   "data", "program", "pair")
 
 
 def _names(values: list[str] | None) -> tuple[str, ...] | None:
@@ -48,20 +53,6 @@ def _names(values: list[str] | None) -> tuple[str, ...] | None:
         return None
     names = [name.strip() for value in values for name in value.split(",") if name.strip()]
     return tuple(dict.fromkeys(names))
-
-
-
-def _data(values: list[str] | None, benchmarks: tuple[str, ...]) -> dict[str, str]:
-    """--data PATH (one benchmark) or --data NAME=PATH."""
-    found: dict[str, str] = {}
-    for value in values or []:
-        name, sep, path = value.partition("=")
-        if not sep:
-            if len(benchmarks) != 1:
-                raise ConfigurationError("with several benchmarks, give --data as NAME=PATH")
-            name, path = benchmarks[0], value
-        found[name.strip()] = path
-    return found
 
 
 def _programs(values: list[str] | None) -> dict[str, str]:
@@ -104,6 +95,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--benchmark", action="append", metavar="B",
                         help="benchmark name(s), repeatable or comma-separated; bbh:<task> for one BBH task "
                         "(default: gsm8k; see `postreason benchmarks`)")
+    parser.add_argument("--suite", action="append", metavar="NAME",
+                        help=f"named sets of benchmarks, comma-separated, added to --benchmark: {', '.join(SUITES)} "
+                        "(offline: every benchmark whose data is on this machine; a family: its part of that)")
     parser.add_argument("--strategy", action="append", metavar="S",
                         help=f"strategies, comma-separated, from {', '.join(STRATEGIES)} "
                         f"(default: {','.join(DEFAULT_STRATEGIES)})")
@@ -119,8 +113,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, help="order of the examples before --limit cuts (default: 0)")
     parser.add_argument("--max-tokens", type=int, help="per LM call (default: 512)")
     parser.add_argument("--temperature", type=float, help="default: 0.0")
-    parser.add_argument("--data", action="append", metavar="[NAME=]PATH",
-                        help="read a benchmark from a local file (see `postreason benchmarks show NAME`)")
+    add_data_option(parser)
     parser.add_argument("--threads", type=int, help="examples in flight at once (default: 1; the local server "
                         "answers one request at a time, remote APIs gain from more)")
     parser.add_argument("--retries", type=int, help="retries of a transient LM error, with backoff (default: 3)")
@@ -133,7 +126,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _config(args: argparse.Namespace) -> EvalConfig:
     defaults = EvalConfig()
-    benchmarks = _names(args.benchmark) or defaults.benchmarks
+    listed = _names(args.benchmark) or ()
+    suites = suite_benchmarks(_names(args.suite)) if args.suite else ()
+    benchmarks = tuple(dict.fromkeys((*listed, *suites))) or defaults.benchmarks
     values = {
         "models": _names(args.model) or (default_model(),),
         "benchmarks": benchmarks,
@@ -144,7 +139,7 @@ def _config(args: argparse.Namespace) -> EvalConfig:
         "max_tokens": defaults.max_tokens if args.max_tokens is None else args.max_tokens,
         "temperature": defaults.temperature if args.temperature is None else args.temperature,
         "api_base": args.api_base,
-        "data": _data(args.data, benchmarks),
+        "data": data_paths(args.data, benchmarks),
         "threads": defaults.threads if args.threads is None else args.threads,
         "retries": defaults.retries if args.retries is None else args.retries,
         "programs": _programs(args.program),

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from postreason_dspy.export import ADAPTERS, FORMATS, export_program
+from postreason_dspy.adapters import ADAPTERS
+from postreason_dspy.export import FORMATS, export_program
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

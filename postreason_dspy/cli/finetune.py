@@ -15,14 +15,23 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from postreason_dspy.cli.options import add_no_progress_option, add_run_id_option, add_runs_dir_option
+from postreason_dspy import interrupt
+from postreason_dspy.cli.options import (
+    add_no_progress_option,
+    add_run_id_option,
+    add_runs_dir_option,
+    rerun_command,
+)
 from postreason_dspy.errors import ConfigurationError
-from postreason_dspy.finetune.run import finetune
+from postreason_dspy.finetune.check import CHECK_PROMPTS
+from postreason_dspy.finetune.data import LOSS_MODES
+from postreason_dspy.finetune.run import finetune, recheck
 from postreason_dspy.finetune.train import StepReport, TrainConfig
 
 TRAIN_MODULES = ("torch", "transformers", "peft", "gguf")
 LOSS_HELP = ("justification: the justification's tokens only, the answer masked (the study's variant); "
-             "all: the whole assistant turn; answer: the answer's tokens only (an ablation)")
+             "all: the whole assistant turn; answer: the answer's tokens only (an ablation); format: the whole turn "
+             "but the answer's values (field markers, justification, end of turn)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--base", default="local",
                         help="local (the local server's model), qwen2.5-coder-0.5b, qwen2.5-coder-1.5b, a .gguf file "
                         "or a Hugging Face model folder (default: local)")
-    parser.add_argument("--loss", default="justification", choices=("justification", "all", "answer"), help=LOSS_HELP)
+    parser.add_argument("--loss", default="justification", choices=LOSS_MODES, help=LOSS_HELP)
     parser.add_argument("--epochs", type=int, default=1, help="passes over the data (default: 1)")
     parser.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (overrides --epochs)")
     parser.add_argument("--max-minutes", type=float,
@@ -51,6 +60,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=4, help="records per optimizer step (default: 4)")
     parser.add_argument("--save-every", type=int, default=10, help="checkpoint every N steps (default: 10)")
     parser.add_argument("--device", default="auto", help="auto (a GPU where there is one, else the CPU), cpu, cuda")
+    parser.add_argument("--dev-share", type=float, default=0.1,
+                        help="share of the examples held out (by a hash of the example id) for a dev loss; 0 for "
+                        "none (default: 0.1)")
+    parser.add_argument("--eval-every", type=int, default=10, help="measure the dev loss every N steps (default: 10)")
+    parser.add_argument("--patience", type=int, default=3,
+                        help="stop when this many dev-loss measurements in a row are not the lowest; 0 never stops "
+                        "early (either way the adapter of the lowest is kept; default: 3)")
+    parser.add_argument("--check", type=int, default=CHECK_PROMPTS, metavar="N",
+                        help="after training, serve the adapter and check that its greedy replies to N held-out "
+                        f"prompts keep the reply format; 0 skips it (default: {CHECK_PROMPTS})")
+    parser.add_argument("--check-only", action="store_true",
+                        help="do not train: run the check again on the finished adapter in --out")
     parser.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
     add_runs_dir_option(parser)
     add_run_id_option(parser)
@@ -71,10 +92,14 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(
         loss=args.loss, epochs=args.epochs, lr=args.lr, lora_r=args.lora_r, lora_alpha=2 * args.lora_r,
         max_steps=args.max_steps, max_minutes=args.max_minutes, max_seq_len=args.max_seq_len,
-        batch_size=args.batch_size, save_every=args.save_every, device=args.device,
+        batch_size=args.batch_size, save_every=args.save_every, device=args.device, dev_share=args.dev_share,
+        eval_every=args.eval_every, patience=args.patience or None,
     )
     config.check()
     console = Console()
+    say = lambda text: console.print(f"[dim]{text}[/]", highlight=False)  # noqa: E731
+    if args.check_only:
+        return report_check(console, recheck(args.data, args.out, args.check, args.runs_dir, say))
     progress = Progress(
         TextColumn("[bold]training[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
         TextColumn("{task.fields[speed]} tok/s"), TimeElapsedColumn(), TimeRemainingColumn(),
@@ -87,14 +112,15 @@ def run(args: argparse.Namespace) -> int:
         if task is None:
             task = progress.add_task("train", total=report.total, completed=report.step - 1, loss="-", speed="-")
         progress.update(task, completed=report.step, loss=f"{report.loss:.4f}", speed=f"{report.tokens_per_s:.0f}")
-        if args.no_progress:
-            console.print(f"step {report.step}/{report.total}  loss {report.loss:.4f}  "
+        dev = "" if report.dev_loss is None else f"  dev loss {report.dev_loss:.4f}"
+        if args.no_progress or dev:
+            console.print(f"step {report.step}/{report.total}  loss {report.loss:.4f}{dev}  "
                           f"{report.tokens_per_s:.0f} tok/s", highlight=False)
 
-    with progress:
+    with progress, interrupt.resume_with(rerun_command(args, "--resume")):
         summary = finetune(
             args.data, args.out, args.base, config, resume=args.resume, runs_dir=args.runs_dir, run_id=args.run_id,
-            on_step=on_step, say=lambda text: console.print(f"[dim]{text}[/]", highlight=False),
+            checks=args.check, on_step=on_step, say=say,
         )
     console.print(
         f"[green]done[/] {summary['steps']} steps, loss {summary['losses'][0]:.4f} -> {summary['losses'][-1]:.4f}, "
@@ -102,4 +128,17 @@ def run(args: argparse.Namespace) -> int:
         f"serve it: postreason local up --adapter {args.out}   (record: {args.runs_dir / summary['run_id']})",
         highlight=False, soft_wrap=True,
     )
+    return report_check(console, summary)
+
+
+def report_check(console: Console, summary: dict) -> int:
+    """The post-training check's outcome in one line; exit code 1 when the adapter failed it."""
+    check = summary["check"]
+    if check["status"] == "failed":
+        console.print(f"[bold red]FAILED[/] {check['failure']}", highlight=False, soft_wrap=True)
+        return 1
+    if check["status"] == "passed":
+        where = "held-out" if check["held_out"] else "training"
+        console.print(f"[green]check passed[/]: {len(check['replies'])} greedy replies to {where} prompts keep the "
+                      "reply format", highlight=False)
     return 0

@@ -13,6 +13,7 @@ from pathlib import Path
 from rich.console import Console
 
 from postreason_dspy.local import server
+from postreason_dspy.local.adapter import check_failure
 from postreason_dspy.local.paths import home
 from postreason_dspy.local.runtime import installed_version
 from postreason_dspy.local.weights import DEFAULT_MODEL, MODELS
@@ -42,6 +43,9 @@ def run_up(args: argparse.Namespace) -> int:
     port = None if args.port is None else server.check_port(args.port, "--port")
     say = lambda text: console.print(f"[dim]{text}[/]", highlight=False)  # noqa: E731
     state = server.up(args.model, port, say=say, adapter=args.adapter)
+    if args.adapter is not None and (failure := check_failure(args.adapter)):
+        console.print(f"[bold yellow]warning: serving an adapter that {failure.removeprefix('the adapter ')}[/]",
+                      highlight=False)
     console.print(f"[green]ready[/] {state.base_url}  model {state.model}  pid {state.pid}", highlight=False)
     return 0
 

@@ -4,7 +4,9 @@
     add_api_base_option(parser)              --api-base
     add_runs_dir_option(parser)              --runs-dir
     add_run_id_option / add_no_progress_option
+    add_data_option + data_paths(values, benchmarks)   --data NAME=PATH (or PATH when one benchmark is named)
     count_or_all                             the type of --limit and other sizes: a number or 'all'
+    command_line(*words) / rerun_command(args, *extra)   a command line (passwords redacted), for a resume line
     refuse_settings_on_resume(args, names)   --resume takes a run's settings from its record, not the command line
     lm_from_args(args, **settings)           the dspy.LM that --model and --api-base name
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,7 @@ import dspy
 
 from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.models import LOCAL, resolve_lm
+from postreason_dspy.secrets import redact
 
 MODEL_HELP = (
     f"'{LOCAL}' (the embedded llama.cpp server) or a DSPy/litellm model string such as openai/gpt-4o-mini, "
@@ -62,6 +66,33 @@ def add_no_progress_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no live progress display")
 
 
+def add_data_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", action="append", metavar="[NAME=]PATH",
+                        help="read benchmark NAME from a local file (its fields: `postreason benchmarks show NAME`); "
+                        "plain PATH when one benchmark is named; repeatable")
+
+
+def data_paths(values: list[str] | None, benchmarks: tuple[str, ...]) -> dict[str, str]:
+    """What `add_data_option` collected, as benchmark -> path: NAME=PATH, or PATH for the one benchmark named."""
+    found: dict[str, str] = {}
+    for value in values or []:
+        name, sep, path = value.partition("=")
+        name = name.strip()
+        if not sep:
+            if len(benchmarks) != 1:
+                raise ConfigurationError(f"--data {value}: with several benchmarks, give it as NAME=PATH")
+            name, path = benchmarks[0], value
+        if name not in benchmarks:
+            raise ConfigurationError(f"--data names {name!r}, which is not a benchmark of this command "
+                                     f"({', '.join(benchmarks)})")
+        if not path.strip():
+            raise ConfigurationError(f"--data {value}: give the file's path after '='")
+        if name in found:
+            raise ConfigurationError(f"--data names {name!r} twice")
+        found[name] = path
+    return found
+
+
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """--model and --api-base, for a command (or script) that calls one model."""
     add_model_option(parser)
@@ -89,3 +120,15 @@ def refuse_settings_on_resume(args: argparse.Namespace, names: tuple[str, ...], 
     if given:
         hint = f" ({may_change})" if may_change else ""
         raise ConfigurationError(f"--resume continues a run with its own settings; drop {', '.join(given)}{hint}")
+
+
+def command_line(*words: str) -> str:
+    """A shell command line from its words, with server passwords redacted: for records and resume lines."""
+    return shlex.join(map(redact, words))
+
+
+def rerun_command(args: argparse.Namespace, *extra: str) -> str:
+    """`postreason` with the arguments it was given and `extra` ones not among them: what a command that
+    resumes by running again prints when it is stopped."""
+    given = list(getattr(args, "argv", []))
+    return command_line("postreason", *given, *(arg for arg in extra if arg not in given))

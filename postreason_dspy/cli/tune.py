@@ -10,6 +10,7 @@ Writes runs/<run-id>/ (see postreason_dspy.tuning.run); `postreason report RUN` 
 from __future__ import annotations
 
 import argparse
+import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -17,25 +18,30 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from postreason_dspy import interrupt
 from postreason_dspy.cli.options import (
     add_api_base_option,
+    add_data_option,
     add_model_option,
     add_no_progress_option,
     add_run_id_option,
     add_runs_dir_option,
     count_or_all,
+    data_paths,
     default_model,
     refuse_settings_on_resume,
 )
 from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.optimizers.post_reason_search import PRUNERS, SELECTIONS
+from postreason_dspy.secrets import redact
 from postreason_dspy.tuning import TuneConfig, TuneRun
 from postreason_dspy.tuning.report import render_tune_summary
 
 # Options that define a tune run: `--resume` takes them from tune.json.
 SETTING_OPTIONS = ("model", "benchmark", "program_strategy", "trials", "train_size", "dev_size", "limit",
                    "study", "max_lm_calls", "seed", "data", "run_id", "adapters", "rationale_fields", "propose",
-                   "prompt_model", "minibatch", "pruner", "select")
+                   "prompt_model", "minibatch", "pruner", "select", "demo_sets", "max_demos", "demo_styles",
+                   "direct_candidate")
 
 
 
@@ -59,8 +65,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dev-size", type=count_or_all, help="dev questions candidates are scored on (default 50)")
     parser.add_argument("--limit", type=count_or_all,
                         help="held-out test questions of the final comparison (default 200)")
-    parser.add_argument("--demo-sets", type=int, help="bootstrapped demo sets offered (default 3)")
-    parser.add_argument("--max-demos", type=int, help="demos per set (default 3)")
+    parser.add_argument("--demo-sets", type=_count_or_auto, metavar="N|auto", help="bootstrapped demo sets "
+                        "offered (default auto: as many as the budget can try)")
+    parser.add_argument("--max-demos", type=int, help="demos in the largest set; sets hold k, k-1, ..., 1 (default 3)")
+    parser.add_argument("--demo-styles", type=_names, metavar="LIST", help="demos with the model's justification "
+                        "('justified'), with it left empty ('bare'), or both (default justified,bare)")
+    parser.add_argument("--no-direct-candidate", dest="direct_candidate", action="store_const", const=False,
+                        help="race post-reasoning candidates only (default: a direct answer with each demo set "
+                        "races too, so the recommendation may be a direct program)")
     parser.add_argument("--storage", metavar="URL", help="an Optuna storage shared by several machines, e.g. "
                         "postgresql://user@host/db (default: an SQLite file in the run folder)")
     parser.add_argument("--study", metavar="NAME", help="the study's name in --storage (default: derived from "
@@ -79,15 +91,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "(shown train examples and the signature); valid ones join the candidates")
     search.add_argument("--prompt-model", metavar="M", help="the model that proposes wordings (default: the model "
                         "being tuned)")
-    search.add_argument("--minibatch", type=int, metavar="K", help="score candidates K dev questions at a time and "
-                        "prune those that can no longer beat the best (survivors are scored on all of dev)")
-    search.add_argument("--pruner", choices=PRUNERS, help="with --minibatch: 'bound' (exact: cannot beat the best) "
+    search.add_argument("--minibatch", type=int, metavar="K", help="race candidates on dev questions from K at a "
+                        "time and eliminate those that fall behind (survivors are scored on all of dev)")
+    search.add_argument("--pruner", choices=PRUNERS, help="with --minibatch: 'bound' (exact: cannot beat the best), "
+                        "'halving' (successive halving: also keep only the top third at K, 3K, 9K... questions) "
                         "or 'median' (also Optuna's MedianPruner); default bound")
     search.add_argument("--select", choices=SELECTIONS, help="'best' dev accuracy (default), or "
                         "'cheapest-within-ci': fewest output tokens per answer within the 95%% Wilson interval "
                         "of the best")
     parser.add_argument("--seed", type=int, help="splits' order and the sampler's seed (default 0)")
-    parser.add_argument("--data", metavar="PATH", help="read the benchmark from a local file")
+    add_data_option(parser)
     parser.add_argument("--resume", metavar="RUN", help="continue tune run RUN (id or directory)")
     add_runs_dir_option(parser)
     add_run_id_option(parser)
@@ -101,6 +114,16 @@ def _names(text: str) -> tuple[str, ...]:
     if not names:
         raise argparse.ArgumentTypeError("give at least one name")
     return names
+
+
+def _count_or_auto(text: str) -> int | str:
+    """--demo-sets: a whole number, or 'auto' (sized to the budget)."""
+    if text.lower() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', not {text!r}") from None
 
 
 def _config(args: argparse.Namespace) -> TuneConfig:
@@ -119,8 +142,10 @@ def _config(args: argparse.Namespace) -> TuneConfig:
         train_size=size(args.train_size, defaults.train_size),
         dev_size=size(args.dev_size, defaults.dev_size),
         limit=size(args.limit, defaults.limit),
-        num_demo_sets=defaults.num_demo_sets if args.demo_sets is None else args.demo_sets,
+        num_demo_sets=None if args.demo_sets in (None, "auto") else args.demo_sets,
         max_demos=defaults.max_demos if args.max_demos is None else args.max_demos,
+        demo_styles=args.demo_styles or defaults.demo_styles,
+        direct_candidate=defaults.direct_candidate if args.direct_candidate is None else args.direct_candidate,
         storage=args.storage,
         study=args.study,
         max_lm_calls=args.max_lm_calls,
@@ -128,7 +153,7 @@ def _config(args: argparse.Namespace) -> TuneConfig:
         with_direct_demos=args.with_direct_demos,
         seed=defaults.seed if args.seed is None else args.seed,
         api_base=args.api_base,
-        data=args.data,
+        data=data_paths(args.data, (args.benchmark,)).get(args.benchmark),
         adapters=args.adapters or (),
         rationale_fields=args.rationale_fields or (),
         proposals=args.propose or 0,
@@ -171,6 +196,15 @@ def search_progress(console: Console, model: str) -> Iterator[TrialProgress]:
         yield bar
 
 
+def _resume_command(run: TuneRun) -> str:
+    """`--resume`, with --storage when tune.json could not keep the URL's password (the user supplies it)."""
+    command = f"postreason tune --resume {shlex.quote(str(run.path))}"
+    storage = run.config.storage
+    if storage and redact(storage) != storage:
+        command += f" --storage {shlex.quote(redact(storage))}"
+    return command
+
+
 def run_tune_command(args: argparse.Namespace) -> int:
     console = Console()
     live = None if args.no_progress else console
@@ -183,7 +217,8 @@ def run_tune_command(args: argparse.Namespace) -> int:
     else:
         run = TuneRun.create(args.runs_dir, _config(args), args.run_id, **kwargs)
     console.print(f"[dim]tune run {run.path}[/]", highlight=False)
-    summary = run.run()
+    with interrupt.resume_with(_resume_command(run)):
+        summary = run.run()
     render_tune_summary(summary, console)
     console.print(f"summary: {run.path / 'summary.json'}   report: [bold]postreason report {run.path}[/]",
                   highlight=False)

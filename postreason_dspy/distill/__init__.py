@@ -10,7 +10,7 @@ Record contract (one JSON object per line of DIR/train.jsonl; `postreason finetu
      "example_id": "<benchmark example id>",
      "messages": [{"role": "system", ...}, (demo user/assistant pairs...), {"role": "user", ...},
                   {"role": "assistant", "content": "..."}],          OpenAI fine-tuning format
-     "spans": {"answer": [start, end], "justification": [start, end]},
+     "spans": {"answer": [start, end], "justification": [start, end], "values": [[start, end], ...]},
      "rationalized": bool, "recovered": bool, "predictor": "solve.predict", "adapter": "ChatAdapter",
      "benchmark": "gsm8k", "split": "train", "source_model": "local", "program_hash": "..."}
 
@@ -19,9 +19,11 @@ the answer part runs from 0 to where the justification field's marker starts (`[
 with ChatAdapter, `<rationale>` with XMLAdapter); the justification part from there to the end
 (with ChatAdapter it includes the closing `[[ ## completed ## ]]`). A predictor without a
 justification (a direct step of a composed program) has an empty justification span [n, n].
-Train on everything, or mask the answer span and train on the justification only.
+`values` holds one span per answer field: the value alone, without its field marker.
+Train on everything, mask the answer span and train on the justification only, or mask only the values.
 `rationalized`: the model was given the gold answer and wrote the justification; `recovered`: the
-answer was recovered from a completion that did not parse as a whole.
+answer was recovered from a completion that did not parse as a whole. An example whose justification
+repeats or copies its inputs, or (rationalized) says the answer was given, is rejected (see `filters`).
 
 DIR also holds examples.jsonl (every example's outcome: the resumable log), dataset/ (the records
 as a `datasets.Dataset`, `load_from_disk`), README.md (the dataset card) and summary.json (counts).
@@ -38,8 +40,9 @@ from dspy.adapters.base import Adapter
 
 from postreason_dspy.decoding import active_adapter, strict_adapter
 from postreason_dspy.distill.card import Provenance, dataset_card
+from postreason_dspy.distill.filters import COPY_THRESHOLD
 from postreason_dspy.distill.leakage import LeakageGuard, normalize_text, text_hash
-from postreason_dspy.distill.output import write_outputs
+from postreason_dspy.distill.output import unique_records, write_outputs
 from postreason_dspy.distill.run import Distiller, DistillStats, distill_examples
 
 
@@ -53,17 +56,20 @@ def distill(
     rationalize: bool = False,
     guard: LeakageGuard | None = None,
     provenance: Provenance | None = None,
+    copy_threshold: float = COPY_THRESHOLD,
     on_example: Callable[[DistillStats], None] | None = None,
 ) -> DistillStats:
     """Distil `program` over `examples` into folder `out` (see the module docstring); resumes a killed run.
 
-    Uses the configured LM and `adapter` (default: the active one). `guard` drops test questions."""
+    Uses the configured LM and `adapter` (default: the active one). `guard` drops test questions;
+    `copy_threshold` is the copy filter's limit (filters.copied_share)."""
     out = Path(out)
     adapter = strict_adapter(adapter or active_adapter())
     provenance = provenance or Provenance()
-    distiller = Distiller(program, metric, adapter, rationalize, guard, provenance.for_records())
+    distiller = Distiller(program, metric, adapter, rationalize, guard, provenance.for_records(), copy_threshold)
     stats, lines = distill_examples(distiller, examples, out, on_example)
-    write_outputs(out, stats, lines, dataset_card(stats, provenance, guard, rationalize, type(adapter).__name__))
+    card = dataset_card([(provenance, stats)], guard, rationalize, type(adapter).__name__, copy_threshold)
+    write_outputs(out, stats.to_dict(), unique_records(lines), card)
     return stats
 
 

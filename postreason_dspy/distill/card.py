@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from postreason_dspy.distill.filters import COPY_NGRAM, COPY_THRESHOLD, REASONS
 from postreason_dspy.distill.leakage import LeakageGuard
 from postreason_dspy.distill.run import DistillStats
 
@@ -30,10 +31,15 @@ class Provenance:
                 "program_hash": self.program_hash}
 
 
-def dataset_card(stats: DistillStats, about: Provenance, guard: LeakageGuard | None, rationalize: bool,
-                 adapter: str) -> str:
-    """The card's markdown."""
-    title = about.benchmark_title or about.benchmark
+OUTCOMES = ("kept", "rationalized", "rejected", "failed", "test_overlap")
+
+
+def dataset_card(sources: list[tuple[Provenance, DistillStats]], guard: LeakageGuard | None, rationalize: bool,
+                 adapter: str, copy_threshold: float = COPY_THRESHOLD) -> str:
+    """The card's markdown for data distilled from one or more benchmarks (one column of counts per source)."""
+    abouts = [about for about, _ in sources]
+    title = ", ".join(about.benchmark_title or about.benchmark for about in abouts)
+    teachers = sorted({about.source_model or "unknown" for about in abouts})
     lines = [
         "---",
         f"pretty_name: Post-reasoned {title} (distilled with postreason-dspy)",
@@ -46,38 +52,22 @@ def dataset_card(stats: DistillStats, about: Provenance, guard: LeakageGuard | N
         "",
         "## Source",
         "",
-        f"- Benchmark: `{about.benchmark}` ({title}), split `{about.split}`"
-        + (f", read from {about.data_source}" if about.data_source else ""),
-        f"- Licence of the source data: {about.licence}",
-        f"- Source model: `{about.source_model or 'unknown'}`",
-        f"- Program: {about.strategy or 'unknown'} strategy, hash `{about.program_hash or 'unknown'}`"
-        + (f" (`{about.program_file}`)" if about.program_file else ""),
+        f"- Teacher model (it answered and justified every record): {', '.join(f'`{t}`' for t in teachers)}",
         f"- Prompt format: {adapter}",
-        "",
     ]
-    if about.official_test_warning:
-        lines += ["## Warning: official test data", "", about.official_test_warning, ""]
-    kept = "kept only examples the program, run in full mode, answered correctly (the benchmark's own metric)"
-    if rationalize:
-        kept += "; for examples it got wrong, the model was given the gold answer and asked to justify it " \
-                "(records marked `rationalized`; a justification that says the answer was given is rejected)"
-    kept += "; an example whose justification only repeats one of its inputs is rejected"
-    lines += [
-        "## Filter and counts",
-        "",
-        f"Filter: {kept}. Every example was checked against the test split of every benchmark whose data was "
-        "on the machine (hash of the normalized question text); matches were dropped.",
-        "",
-        "| outcome | examples |",
-        "|---|---|",
-        *(f"| {name} | {getattr(stats, name)} |"
-          for name in ("kept", "rationalized", "rejected", "failed", "test_overlap")),
-        "",
-        f"Records (one per predictor call): {stats.records}.",
-        "",
-        "## Leakage check",
-        "",
-    ]
+    for about in abouts:
+        lines += [
+            f"- Benchmark `{about.benchmark}` ({about.benchmark_title or about.benchmark}), split `{about.split}`"
+            + (f", read from {about.data_source}" if about.data_source else "")
+            + f"; licence of the source data: {about.licence}; program: {about.strategy or 'unknown'} strategy, "
+            f"hash `{about.program_hash or 'unknown'}`" + (f" (`{about.program_file}`)" if about.program_file else ""),
+        ]
+    lines.append("")
+    warnings = [about.official_test_warning for about in abouts if about.official_test_warning]
+    if warnings:
+        lines += ["## Warning: official test data", "", *warnings, ""]
+    lines += _filter_section(sources, rationalize, copy_threshold)
+    lines += ["## Leakage check", ""]
     if guard is None:
         lines.append("No leakage check was run.")
     else:
@@ -85,17 +75,50 @@ def dataset_card(stats: DistillStats, about: Provenance, guard: LeakageGuard | N
         if guard.unchecked:
             lines += ["", "Could not be checked:", ""]
             lines += [f"- `{name}`: {reason}" for name, reason in guard.unchecked.items()]
-    if stats.overlaps:
-        lines += ["", f"Dropped as test questions ({stats.test_overlap}):", ""]
-        lines += [f"- `{key}`: in {', '.join(names)}" for key, names in stats.overlaps.items()]
+    overlaps = {key: names for _, stats in sources for key, names in stats.overlaps.items()}
+    if overlaps:
+        lines += ["", f"Dropped as test questions ({len(overlaps)}):", ""]
+        lines += [f"- `{key}`: in {', '.join(names)}" for key, names in overlaps.items()]
     lines += [
         "",
         "## Record format",
         "",
         "`train.jsonl`, one record per line: `id`, `example_id`, `messages` (system, demos, user, assistant), "
         "`spans` (`answer` and `justification`: [start, end) character offsets into the assistant message's "
-        "content), `rationalized`, `recovered`, `predictor`, `adapter`, `benchmark`, `split`, `source_model`, "
-        "`program_hash`. The same records are saved with `datasets` under `dataset/` (`load_from_disk`).",
+        "content; `values`: one [start, end) per answer field, its value alone), `rationalized`, `recovered`, "
+        "`predictor`, `adapter`, `benchmark`, `split`, `source_model`, `program_hash`. The same records are saved "
+        "with `datasets` under `dataset/` (`load_from_disk`).",
         "",
     ]
     return "\n".join(lines)
+
+
+def _filter_section(sources: list[tuple[Provenance, DistillStats]], rationalize: bool,
+                    copy_threshold: float) -> list[str]:
+    kept = "kept only examples the program, run in full mode, answered correctly (the benchmark's own metric)"
+    if rationalize:
+        kept += "; for examples it got wrong, the model was given the gold answer and asked to justify it " \
+                "(records marked `rationalized`; a justification that says the answer was given is rejected)"
+    kept += (f"; an example whose justification only repeats one of its inputs, or in which {copy_threshold:.0%} "
+             f"or more of the justification's word {COPY_NGRAM}-grams occur in an input field, is rejected")
+    reasons = sorted({reason for _, stats in sources for reason in stats.rejections})
+    rows = [(name, [getattr(stats, name) for _, stats in sources]) for name in OUTCOMES[:3]]
+    rows += [(f"rejected: {REASONS.get(reason, reason)}", [stats.rejections.get(reason, 0) for _, stats in sources])
+             for reason in reasons]
+    rows += [(name, [getattr(stats, name) for _, stats in sources]) for name in (*OUTCOMES[3:], "records")]
+    several = len(sources) > 1
+    heads = [about.benchmark for about, _ in sources] + ["total"] if several else ["examples"]
+    return [
+        "## Filter and counts",
+        "",
+        f"Filter: {kept}. Every example was checked against the test split of every benchmark whose data was "
+        "on the machine (hash of the normalized question text); matches were dropped.",
+        "",
+        f"| outcome | {' | '.join(heads)} |",
+        "|---|" + "---|" * len(heads),
+        *(f"| {name} | {' | '.join(str(c) for c in ([*counts, sum(counts)] if several else counts))} |"
+          for name, counts in rows),
+        "",
+        "`records` counts chat records (one per predictor call); the other rows count examples.",
+        "",
+    ]

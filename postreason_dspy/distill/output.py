@@ -8,7 +8,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from postreason_dspy.distill.run import DistillStats
 from postreason_dspy.io import atomic_write_json, atomic_write_text
 
 TRAIN_FILE = "train.jsonl"
@@ -44,12 +43,17 @@ def save_dataset(records: list[dict[str, Any]], folder: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def write_outputs(out: Path, stats: DistillStats, lines: list[dict[str, Any]], card: str) -> list[Path]:
-    """Write train.jsonl, the dataset, the card and the summary from the log's outcome lines."""
-    records = unique_records(lines)
+def read_train(out: Path) -> list[dict[str, Any]]:
+    """The records of a finished distillation folder's train.jsonl."""
+    text = (out / TRAIN_FILE).read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def write_outputs(out: Path, summary: dict[str, Any], records: list[dict[str, Any]], card: str) -> list[Path]:
+    """Write train.jsonl, the dataset, the card and the summary (the counts)."""
     train = out / TRAIN_FILE
     atomic_write_text(train, "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
     save_dataset(records, out / DATASET_DIR)
     atomic_write_text(out / CARD_FILE, card)
-    atomic_write_json(out / SUMMARY_FILE, stats.to_dict())
+    atomic_write_json(out / SUMMARY_FILE, summary)
     return [train, out / DATASET_DIR, out / CARD_FILE, out / SUMMARY_FILE]

@@ -61,24 +61,44 @@ class CallRecorder(BaseCallback):
             list(self._open.values())[-1].recovered = True
 
 
+def value_spans(adapter: Adapter, signature: type[dspy.Signature], outputs: dict[str, Any], content: str,
+                names: list[str]) -> list[list[int]]:
+    """The spans [start, end) of the values of output fields `names` in `content`, each found by formatting the
+    reply again with that value replaced by a sentinel: what comes before and after it is the field's format."""
+    spans = []
+    for name in names:
+        probe = adapter.format_assistant_message_content(signature, {**outputs, name: SENTINEL})
+        start = probe.index(SENTINEL)
+        after = probe[start + len(SENTINEL):]
+        end = len(content) - len(after)
+        if not (content.startswith(probe[:start]) and content.endswith(after) and start <= end):
+            raise AssertionError(f"{type(adapter).__name__} did not write the value of {name!r} where expected")
+        spans.append([start, end])
+    return sorted(spans)
+
+
 def assistant_content(
     adapter: Adapter, signature: type[dspy.Signature], outputs: dict[str, Any], justification: str | None
-) -> tuple[str, dict[str, list[int]]]:
-    """The assistant message for `outputs`, and the spans [start, end) of its answer and justification parts.
+) -> tuple[str, dict[str, list]]:
+    """The assistant message for `outputs`, and the spans [start, end) of its answer and justification parts
+    and of its answer values.
 
     The justification part runs from the justification field's marker (`[[ ## rationale ## ]]`,
     `<rationale>`, `Rationale:`) to the end (with ChatAdapter it includes the closing
     `[[ ## completed ## ]]`); the answer part is everything before it. Without a justification field
-    the answer part is the whole message and the justification span is empty."""
+    the answer part is the whole message and the justification span is empty. `values` holds one span
+    per other output field: its value alone, without the field's marker."""
     content = adapter.format_assistant_message_content(signature, outputs)
+    values = value_spans(adapter, signature, outputs, content,
+                         [name for name in signature.output_fields if name != justification])
     if justification is None:
-        return content, {"answer": [0, len(content)], "justification": [len(content), len(content)]}
+        return content, {"answer": [0, len(content)], "justification": [len(content), len(content)], "values": values}
     marker = field_start_marker(adapter, justification)
     probe = adapter.format_assistant_message_content(signature, {**outputs, justification: SENTINEL})
     start = probe.rindex(marker, 0, probe.index(SENTINEL))  # the last marker before the value
     if not content[start:].startswith(marker):
         raise AssertionError(f"{type(adapter).__name__} did not write {marker!r} where expected")
-    return content, {"answer": [0, start], "justification": [start, len(content)]}
+    return content, {"answer": [0, start], "justification": [start, len(content)], "values": values}
 
 
 def chat_record(

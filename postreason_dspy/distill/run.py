@@ -7,17 +7,17 @@ tried again); train.jsonl, the `datasets` copy and the card are rewritten from t
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Any
 
 import dspy
 from dspy.adapters.base import Adapter
 
-from postreason_dspy.distill.leakage import LeakageGuard, normalize_text
+from postreason_dspy import interrupt
+from postreason_dspy.distill.filters import COPY_THRESHOLD, Rejection, check_copying, check_hint
+from postreason_dspy.distill.leakage import LeakageGuard
 from postreason_dspy.distill.records import Call, CallRecorder, chat_record
 from postreason_dspy.errors import CompletionParseError, PostReasonError
 from postreason_dspy.io import JsonlLog, json_id
@@ -29,13 +29,6 @@ DONE = frozenset({"kept", "rationalized", "rejected", "test_overlap"})  # "faile
 RATIONALIZE_INSTRUCTION = (
     "The correct answer is given with the inputs. Write only the justification: explain why that answer "
     "is correct, as you would after answering it yourself."
-)
-# A rationalized justification that says the answer was given (the 0.5B model wrote the
-# instruction's first sentence into 26 of 115) would teach the student to cite a hint it never has.
-CITES_THE_HINT = re.compile(
-    r"\b(answer|option|it)\s+(is|was|has been)\s+(given|provided|supplied)\b"
-    r"|\b(given|provided)\s+(with|in|among)\s+the\s+inputs?\b",
-    re.IGNORECASE,
 )
 
 
@@ -51,6 +44,7 @@ class DistillStats:
     duplicates: int = 0  # examples whose id was already seen in this input
     resumed: int = 0  # examples already done by an earlier run into the same folder
     records: int = 0
+    rejections: dict[str, int] = field(default_factory=dict)  # reason (filters.REASONS) -> rejected examples
     overlaps: dict[str, list[str]] = field(default_factory=dict)  # example id -> benchmarks whose test split has it
 
     def to_dict(self) -> dict[str, Any]:
@@ -62,38 +56,15 @@ def example_id(example: dspy.Example) -> str:
     return str(example.get("id") or json_id(dict(example.inputs().items())))
 
 
-# A justification this close to one of the call's inputs (difflib ratio of the normalized texts) only
-# repeats it: 16 of 115 CommonsenseQA records of the 0.5B model did, and the adapter trained on them
-# opened its answers by repeating the input fields.
-RESTATES = 0.85
-
-
-def restated_input(justification: str, inputs: dict[str, Any]) -> str | None:
-    """The name of the input that `justification` merely repeats, if any."""
-    said = normalize_text(justification)
-    for name, value in inputs.items():
-        given = normalize_text(str(value))
-        if not (said and given):
-            continue
-        matcher = SequenceMatcher(None, said, given, autojunk=False)
-        if all(ratio() >= RESTATES for ratio in (matcher.real_quick_ratio, matcher.quick_ratio, matcher.ratio)):
-            return name
-    return None
-
-
-def repeats_an_input(justification: str, inputs: dict[str, Any]) -> str | None:
-    """Why `justification` is not worth training on because it repeats an input, if it does."""
-    repeated = restated_input(justification, inputs)
-    return f"the justification only repeats the input `{repeated}`" if repeated else None
-
-
 def _post_fields(program: dspy.Module) -> dict[int, str]:
     """id(predictor) -> its justification field, for every PostReason's predictor."""
     return {id(m.predict): m.rationale_field for _, m in program.named_sub_modules() if isinstance(m, PostReason)}
 
 
-def rationalize(call: Call, example: dspy.Example, justification: str) -> dict[str, Any]:
-    """Outputs for `call` with the gold answer and a justification the model writes for it (answer given as input)."""
+def rationalize(call: Call, example: dspy.Example, justification: str, copy_threshold: float = COPY_THRESHOLD
+                ) -> dict[str, Any]:
+    """Outputs for `call` with the gold answer and a justification the model writes for it (answer given as
+    input); a Rejection if that justification fails a filter."""
     signature = call.predictor.signature
     answers = [name for name in signature.output_fields if name != justification]
     missing = [name for name in answers if example.get(name) is None]
@@ -111,10 +82,8 @@ def rationalize(call: Call, example: dspy.Example, justification: str) -> dict[s
     text = str(predictor(**call.inputs(), **gold)[justification] or "").strip()
     if not text:
         raise CompletionParseError("the model wrote no justification for the gold answer")
-    if cited := CITES_THE_HINT.search(text):
-        raise CompletionParseError(f"the justification says the answer was given ({cited.group(0)!r})")
-    if repeated := repeats_an_input(text, call.inputs()):
-        raise CompletionParseError(repeated)
+    check_hint(text)
+    check_copying(text, call.inputs(), copy_threshold)
     return {**gold, justification: text}
 
 
@@ -128,6 +97,7 @@ class Distiller:
     rationalize: bool
     guard: LeakageGuard | None
     provenance: dict[str, Any]
+    copy_threshold: float = COPY_THRESHOLD
 
     def __post_init__(self) -> None:
         self.teacher = with_mode(self.program, "full")
@@ -156,30 +126,33 @@ class Distiller:
         if unparsed:
             return {"id": key, "outcome": "failed", "error": str(unparsed[0].outputs.get("parse_error", "no output"))}
         if self.metric(example, pred):
-            if repeated := self.restated(calls):
-                return {"id": key, "outcome": "rejected", "answer": _answer(pred), "error": repeated}
+            try:
+                self.check_copying(calls)
+            except Rejection as exc:
+                return _rejected(key, pred, exc.reason, str(exc))
             return {"id": key, "outcome": "kept", "records": self.records(key, calls, {})}
         if not self.rationalize:
-            return {"id": key, "outcome": "rejected", "answer": _answer(pred)}
+            return _rejected(key, pred, "wrong_answer")
         return self.rationalized(example, key, calls, pred)
 
-    def restated(self, calls: list[Call]) -> str | None:
-        """Why a correct example's justification is not worth training on (it repeats an input), if it is not."""
+    def check_copying(self, calls: list[Call]) -> None:
+        """A Rejection if a correct example's justification repeats or copies its inputs."""
         for call in calls:
             field = self.post.get(id(call.predictor))
-            if field and (repeated := repeats_an_input(str(call.outputs.get(field) or ""), call.inputs())):
-                return repeated
-        return None
+            if field:
+                check_copying(str(call.outputs.get(field) or ""), call.inputs(), self.copy_threshold)
 
     def rationalized(self, example: dspy.Example, key: str, calls: list[Call], pred: Any) -> dict[str, Any]:
         last = max((n for n, call in enumerate(calls) if id(call.predictor) in self.post), default=None)
         if last is None:
-            return {"id": key, "outcome": "rejected", "answer": _answer(pred), "error": "no post-reasoning call"}
+            return _rejected(key, pred, "no_post_call", "no post-reasoning call")
         try:
             with dspy.context(adapter=self.adapter):
-                outputs = rationalize(calls[last], example, self.post[id(calls[last].predictor)])
+                outputs = rationalize(calls[last], example, self.post[id(calls[last].predictor)], self.copy_threshold)
+        except Rejection as exc:
+            return _rejected(key, pred, exc.reason, f"rationalizing: {exc}")
         except CompletionParseError as exc:
-            return {"id": key, "outcome": "rejected", "answer": _answer(pred), "error": f"rationalizing: {exc}"}
+            return _rejected(key, pred, "rationalizing_failed", f"rationalizing: {exc}")
         return {"id": key, "outcome": "rationalized", "answer": _answer(pred),
                 "records": self.records(key, calls, {last: outputs})}
 
@@ -206,6 +179,11 @@ def _answer(pred: Any) -> Any:
     return pred.get("answer") if hasattr(pred, "get") else None
 
 
+def _rejected(key: str, pred: Any, reason: str, error: str | None = None) -> dict[str, Any]:
+    line = {"id": key, "outcome": "rejected", "answer": _answer(pred), "reason": reason}
+    return {**line, "error": error} if error else line
+
+
 def distill_examples(
     distiller: Distiller,
     examples: Iterable[dspy.Example],
@@ -225,6 +203,7 @@ def distill_examples(
         elif key in done:
             stats.resumed += 1
         else:
+            interrupt.check()  # stopping: the examples not yet asked are left for the next run
             log.append(distiller.outcome(example, key))
         seen.add(key)
         if on_example:
@@ -235,6 +214,9 @@ def distill_examples(
         stats.records += len(line.get("records", ()))
         if line["outcome"] == "test_overlap":
             stats.overlaps[line["id"]] = line["benchmarks"]
+        if line["outcome"] == "rejected":
+            reason = line.get("reason", "unrecorded")
+            stats.rejections[reason] = stats.rejections.get(reason, 0) + 1
     return stats, lines
 
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.evaluation.records import Setting, grid
-from postreason_dspy.models import redact
-from postreason_dspy.strategies import STRATEGIES
+from postreason_dspy.secrets import redact
+from postreason_dspy.strategies import list_strategies
 
 DEFAULT_STRATEGIES: tuple[str, ...] = ("direct", "post", "cot")
 DEFAULT_LIMIT = 20
@@ -43,7 +43,8 @@ class EvalConfig:
     pairs: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
-        clash = [label for label in self.programs if label in STRATEGIES]
+        strategies = list_strategies()
+        clash = [label for label in self.programs if label in strategies]
         if clash:
             raise ConfigurationError(
                 f"program label {clash[0]!r} is also a strategy's name: label the file with --program PATH=NAME"
@@ -56,9 +57,9 @@ class EvalConfig:
                 raise ConfigurationError(f"give at least one {name}")
             if len(set(values)) != len(values):
                 raise ConfigurationError(f"a {name} is listed twice: {', '.join(values)}")
-        unknown = [name for name in self.strategies if name not in STRATEGIES and name not in self.programs]
+        unknown = [name for name in self.strategies if name not in strategies and name not in self.programs]
         if unknown:
-            raise ConfigurationError(f"unknown strategy {unknown[0]!r}; choose from {', '.join(STRATEGIES)}")
+            raise ConfigurationError(f"unknown strategy {unknown[0]!r}; choose from {', '.join(strategies)}")
         if self.limit is not None and self.limit < 1:
             raise ConfigurationError(f"--limit must be 1 or more (or 'all'), not {self.limit}")
         if self.max_tokens < 1:

@@ -25,8 +25,8 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from postreason_dspy.errors import ConfigurationError
-from postreason_dspy.evaluation.scrub import scrub, secret_values
 from postreason_dspy.io import JsonlLog, atomic_write_json
+from postreason_dspy.secrets import scrub, secret_values
 
 CONFIG = "config.json"
 EXAMPLES = "examples.jsonl"

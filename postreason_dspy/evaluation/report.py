@@ -27,39 +27,8 @@ from postreason_dspy.evaluation.summary import (
     compare_runs,
     summarize,
 )
+from postreason_dspy.formatting import interval, number, p_value, pct, plural, points, ratio
 from postreason_dspy.io import atomic_write_text
-
-
-def pct(value: float | None, signed: bool = False) -> str:
-    if value is None:
-        return "-"
-    return f"{value:+.1%}" if signed else f"{value:.1%}"
-
-
-def interval(bounds: Sequence[float] | None, signed: bool = False) -> str:
-    if bounds is None:
-        return "-"
-    low, high = bounds
-    form = "{:+.1f}" if signed else "{:.1f}"
-    return f"[{form.format(100 * low)}, {form.format(100 * high)}]"
-
-
-def points(value: float) -> str:
-    """A difference of accuracies, in percentage points."""
-    return f"{100 * value:+.1f} pp"
-
-
-def number(value: float | None, digits: int = 1) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def ratio(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}x"
-
-
-def p_value(value: float) -> str:
-    return f"{value:.3g}" if value >= 0.001 else f"{value:.1e}"
-
 
 SETTING_COLUMNS = ("model", "benchmark", "strategy", "n", "accuracy", "95% CI", "unparsed", "failed",
                    "out tokens", "latency s")
@@ -71,37 +40,33 @@ COMPARE_COLUMNS = ("model", "benchmark", "strategy", "pairs", "run A", "run B", 
                    "B only/A only", "McNemar p")
 
 
-def setting_row(row: SettingStats) -> list[str]:
+def _setting_row(row: SettingStats) -> list[str]:
     return [row.model, row.benchmark, row.strategy, f"{row.scored}", pct(row.accuracy), interval(row.ci),
             str(row.parse_errors), str(row.errors), number(row.mean_completion_tokens), number(row.mean_latency_s, 2)]
 
 
-def paired_row(row: Paired) -> list[str]:
+def _paired_row(row: Paired) -> list[str]:
     return [row.model, row.benchmark, row.treatment, str(row.pairs), pct(row.treatment_accuracy),
             pct(row.baseline_accuracy), points(row.difference), interval(row.difference_ci, signed=True),
             pct(row.relative_improvement, signed=True), f"{row.treatment_only}/{row.baseline_only}",
             p_value(row.p_value), ratio(row.token_ratio), ratio(row.latency_ratio)]
 
 
-def pair_row(row: Paired) -> list[str]:
-    cells = paired_row(row)
+def _pair_row(row: Paired) -> list[str]:
+    cells = _paired_row(row)
     return [*cells[:3], row.baseline, *cells[3:]]
 
 
-def against_direct(summary: Summary) -> tuple[list[Paired], list[Paired]]:
+def _against_direct(summary: Summary) -> tuple[list[Paired], list[Paired]]:
     """The comparisons with direct answer, and those of the run's other named pairs."""
     direct = [row for row in summary.comparisons if row.baseline == BASELINE]
     return direct, [row for row in summary.comparisons if row.baseline != BASELINE]
 
 
-def compare_row(row: Paired) -> list[str]:
+def _compare_row(row: Paired) -> list[str]:
     return [row.model, row.benchmark, row.treatment, str(row.pairs), pct(row.baseline_accuracy),
             pct(row.treatment_accuracy), points(row.difference), interval(row.difference_ci, signed=True),
             f"{row.treatment_only}/{row.baseline_only}", p_value(row.p_value)]
-
-
-def plural(count: int, one: str, many: str | None = None) -> str:
-    return f"{count} {one if count == 1 else many or one + 's'}"
 
 
 def significance(wins: int, losses: int) -> str:
@@ -147,13 +112,13 @@ def render_summary(summary: Summary, console: Console) -> None:
     """Print the run's tables and headline to the terminal."""
     state = "complete" if summary.complete else f"{summary.recorded} of {summary.expected or '?'} recorded"
     console.print(f"[bold]run {summary.run_id}[/] ({state}, {summary.errors} failed)", highlight=False)
-    console.print(rich_table("Accuracy by setting", SETTING_COLUMNS, [setting_row(row) for row in summary.settings]))
-    direct, others = against_direct(summary)
+    console.print(rich_table("Accuracy by setting", SETTING_COLUMNS, [_setting_row(row) for row in summary.settings]))
+    direct, others = _against_direct(summary)
     if direct:
-        rows = [paired_row(row) for row in direct]
+        rows = [_paired_row(row) for row in direct]
         console.print(rich_table("Against direct answer, on the same examples", PAIRED_COLUMNS, rows))
     if others:
-        console.print(rich_table("Other pairs, on the same examples", PAIR_COLUMNS, [pair_row(row) for row in others]))
+        console.print(rich_table("Other pairs, on the same examples", PAIR_COLUMNS, [_pair_row(row) for row in others]))
     for line in summary.headline:
         console.print(f"[bold]{line.strategy}[/]: {headline_text(line)}", highlight=False)
 
@@ -161,7 +126,7 @@ def render_summary(summary: Summary, console: Console) -> None:
 def render_comparison(comparison: RunComparison, console: Console) -> None:
     """Print run B against run A."""
     title = f"Run B ({comparison.run_b}) against run A ({comparison.run_a}), on the examples both answered"
-    console.print(rich_table(title, COMPARE_COLUMNS, [compare_row(row) for row in comparison.rows]))
+    console.print(rich_table(title, COMPARE_COLUMNS, [_compare_row(row) for row in comparison.rows]))
     for run, keys in ((comparison.run_a, comparison.only_a), (comparison.run_b, comparison.only_b)):
         if keys:
             console.print(f"only in {run}: " + ", ".join(key.label for key in keys), highlight=False)
@@ -210,14 +175,14 @@ def markdown(summary: Summary, config: dict[str, Any], plots: Sequence[Path] = (
         lines += [f"- **{line.strategy}**: {headline_text(line)}." for line in summary.headline]
         lines.append("")
     lines += ["## Accuracy by setting", ""]
-    lines += markdown_table(SETTING_COLUMNS, [setting_row(row) for row in summary.settings])
-    direct, others = against_direct(summary)
+    lines += markdown_table(SETTING_COLUMNS, [_setting_row(row) for row in summary.settings])
+    direct, others = _against_direct(summary)
     if direct:
         lines += ["## Against direct answer, on the same examples", ""]
-        lines += markdown_table(PAIRED_COLUMNS, [paired_row(row) for row in direct])
+        lines += markdown_table(PAIRED_COLUMNS, [_paired_row(row) for row in direct])
     if others:
         lines += ["## Other pairs, on the same examples", ""]
-        lines += markdown_table(PAIR_COLUMNS, [pair_row(row) for row in others])
+        lines += markdown_table(PAIR_COLUMNS, [_pair_row(row) for row in others])
     if plots:
         lines += ["## Plots", ""]
         lines += [f"![{plot.stem.replace('_', ' ')}]({plot.name})" for plot in plots]
@@ -230,7 +195,7 @@ def comparison_markdown(comparison: RunComparison) -> str:
     """Run B against run A as markdown."""
     lines = [f"# Run {comparison.run_b} (B) against run {comparison.run_a} (A)", "",
              "Paired by example id; the interval is a paired bootstrap, the p-value an exact McNemar test.", ""]
-    lines += markdown_table(COMPARE_COLUMNS, [compare_row(row) for row in comparison.rows])
+    lines += markdown_table(COMPARE_COLUMNS, [_compare_row(row) for row in comparison.rows])
     for run, keys in ((comparison.run_a, comparison.only_a), (comparison.run_b, comparison.only_b)):
         if keys:
             lines += [f"Only in {run}: " + ", ".join(key.label for key in keys), ""]

@@ -8,7 +8,6 @@ many attempts an example took, and the failure that remains after the last one i
 from __future__ import annotations
 
 import random
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
@@ -17,6 +16,7 @@ import tenacity
 from dspy import lm15
 from dspy.utils.exceptions import LMTransportError, is_retryable_lm_error
 
+from postreason_dspy import interrupt
 from postreason_dspy.errors import CompletionParseError
 
 T = TypeVar("T")
@@ -68,11 +68,12 @@ class RetryPolicy:
 
 
 def with_retries(
-    policy: RetryPolicy, attempt: Callable[[], T], sleep: Callable[[float], None] = time.sleep
+    policy: RetryPolicy, attempt: Callable[[], T], sleep: Callable[[float], None] = interrupt.sleep
 ) -> tuple[T | None, int, Exception | None]:
     """Run `attempt` until it succeeds or fails for good; returns (result, attempts made, final error).
 
-    Only `Exception`s are caught: an interrupt still stops the run."""
+    Only `Exception`s are caught: an interrupt still stops the run, also in the middle of a back-off
+    (the default `sleep` ends at a signal)."""
     made = 0
 
     def counted() -> T:

@@ -5,8 +5,9 @@ greedy answers depend on its prompt-cache state, and interleaving strategies per
 that state between them. Within a setting, examples fan out over `threads`, each example calls the
 model through its own probe (raw completion, tokens, finish reason, latency), transient LM errors are
 retried with backoff, and a failure that remains is recorded on the example instead of ending the run.
-Only a dead server ends a run early: after `DEAD_SERVER_FAILURES` examples in a row could not connect,
-the run stops at once (every finished example is kept) and says how to resume it.
+Only a dead server or a signal ends a run early: after `DEAD_SERVER_FAILURES` examples in a row could not
+connect, or after SIGINT/SIGTERM (postreason_dspy.interrupt: examples in flight finish their current LM
+call), no further example starts, every finished one is kept, and the error says how to resume.
 
 A saved program file (`EvalConfig.programs`) runs as a strategy of its own under its label. Starting or
 resuming a run (models, examples, the checks a resume makes) is postreason_dspy.evaluation.session's.
@@ -26,6 +27,7 @@ import dspy
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from postreason_dspy import interrupt
 from postreason_dspy.benchmarks.program_file import read_program
 from postreason_dspy.errors import PostReasonError
 from postreason_dspy.evaluation.config import EvalConfig
@@ -34,7 +36,7 @@ from postreason_dspy.evaluation.probe import CallProbe
 from postreason_dspy.evaluation.records import ExampleRecord, RunStore, Setting
 from postreason_dspy.evaluation.retry import RetryPolicy, is_connection_failure, with_retries
 from postreason_dspy.evaluation.summary import Summary, summarize
-from postreason_dspy.models import redact
+from postreason_dspy.secrets import redact
 
 # Examples in a row whose LM calls could not connect (after their retries) before a run stops as a dead server.
 DEAD_SERVER_FAILURES = 3
@@ -136,7 +138,7 @@ class Runner:
         for record in self.store.records():
             done.setdefault(record.setting, []).append(record)
         try:
-            with _progress(self.console) as progress:
+            with interrupt.resume_with(self.resume_command()), _progress(self.console) as progress:
                 for setting in self.config.settings():
                     self._run_setting(setting, done.get(setting, []), progress)
         finally:
@@ -176,6 +178,7 @@ class Runner:
                     recorded.add(future)
                     if self.watch.dead.is_set():
                         raise self._server_down()
+                    interrupt.check()
             except BaseException:
                 # Interrupted: start nothing new, but keep what the examples already in flight return.
                 for future in futures:
@@ -192,10 +195,15 @@ class Runner:
         tally.add(record)
         progress.update(task, advance=1, **tally.fields())
 
-    def _server_down(self) -> ModelServerDown:
+    def resume_command(self) -> str:
+        """The command that finishes this run."""
         command = f"postreason eval --resume {shlex.quote(str(self.store.path))}"
         if self.config.api_base:
             command += f" --api-base {shlex.quote(redact(self.config.api_base))}"
+        return command
+
+    def _server_down(self) -> ModelServerDown:
+        command = self.resume_command()
         return ModelServerDown(self.store.scrub(
             f"the model server stopped answering ({DEAD_SERVER_FAILURES} examples in a row could not connect; "
             f"last: {self.watch.last_error}). Every finished example is kept; once the server is back, finish the "
@@ -207,6 +215,7 @@ class Runner:
     ) -> ExampleRecord:
         if self.watch.dead.is_set():
             raise _NotStarted  # the server is gone: examples still queued are left for --resume
+        interrupt.check()  # stopping: examples still queued are left for --resume too
         probes: list[CallProbe] = []
 
         def attempt() -> dspy.Prediction:

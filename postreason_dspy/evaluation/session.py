@@ -27,10 +27,10 @@ from postreason_dspy.evaluation.example import BenchmarkLike
 from postreason_dspy.evaluation.records import Compaction, RunStore
 from postreason_dspy.evaluation.retry import RetryPolicy
 from postreason_dspy.evaluation.runner import Runner
-from postreason_dspy.evaluation.scrub import MIN_SECRET_LENGTH, url_secrets
 from postreason_dspy.evaluation.summary import Summary
 from postreason_dspy.io import content_id
-from postreason_dspy.models import describe_lm, redact, resolve_lm, served_model_ids
+from postreason_dspy.models import describe_lm, resolve_lm, served_model_ids
+from postreason_dspy.secrets import MIN_SECRET_LENGTH, redact, url_secrets
 
 LMFactory = Callable[..., dspy.LM]
 BenchmarkFactory = Callable[[str], BenchmarkLike]

@@ -9,18 +9,9 @@ from pathlib import Path
 from rich.console import Console
 
 from postreason_dspy.evaluation.records import RunStore
-from postreason_dspy.evaluation.report import (
-    interval,
-    markdown_table,
-    output_directory,
-    p_value,
-    pct,
-    points,
-    ratio,
-    rich_table,
-    significance,
-)
+from postreason_dspy.evaluation.report import markdown_table, output_directory, rich_table, significance
 from postreason_dspy.evaluation.study import PooledTest, Study, StudyHeadline, StudyRow, build_study
+from postreason_dspy.formatting import interval, p_value, pct, points, ratio
 from postreason_dspy.io import atomic_write_text
 
 # The study this project implements (arXiv 2605.06165): post-reasoning against a direct answer.
@@ -30,7 +21,7 @@ PAPER_MEAN_GAIN = 0.1737
 COLUMNS = ("model", "benchmark", "n", "direct", "post", "diff", "95% CI", "W/L", "McNemar p", "tokens", "run")
 
 
-def study_row(row: StudyRow) -> list[str]:
+def _study_row(row: StudyRow) -> list[str]:
     c = row.comparison
     mark = " *" if row.significant else ""
     return [c.model, c.benchmark, str(c.pairs), pct(c.baseline_accuracy), pct(c.treatment_accuracy),
@@ -96,7 +87,7 @@ def markdown(study: Study, commands: Sequence[str], plot: Path | None) -> str:
             lines += [f"### {line.model}", ""]
             lines += [f"- {text}." for text in headline_lines(line, study.treatment, study.baseline)]
             lines.append("")
-    lines += ["## Settings", "", *markdown_table(COLUMNS, [study_row(row) for row in study.rows])]
+    lines += ["## Settings", "", *markdown_table(COLUMNS, [_study_row(row) for row in study.rows])]
     benchmarks = {row.comparison.benchmark: set() for row in study.rows}
     for row in study.rows:
         benchmarks[row.comparison.benchmark].add(row.comparison.model)
@@ -114,7 +105,7 @@ def markdown(study: Study, commands: Sequence[str], plot: Path | None) -> str:
 
 def render_study(study: Study, console: Console) -> None:
     console.print(rich_table(f"The study's table: {study.treatment} against {study.baseline}", COLUMNS,
-                         [study_row(row) for row in study.rows]))
+                         [_study_row(row) for row in study.rows]))
     for text in headline_lines(study.headline, study.treatment, study.baseline):
         console.print(text, highlight=False)
     if len(study.by_model) > 1:

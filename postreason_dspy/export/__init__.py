@@ -11,38 +11,27 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import dspy
 from dspy.adapters.base import Adapter
 from dspy.utils.saving import get_dependency_versions
 
-from postreason_dspy.adapters import PlainTextAdapter
-from postreason_dspy.benchmarks.program_file import ProgramFile
+from postreason_dspy.benchmarks.program_file import (
+    ProgramFile,
+    check_exportable,
+    describe,
+    load_program_file,
+    program_adapter,
+    program_settings,
+)
 from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.export.formats import RENDERERS
-from postreason_dspy.export.program import check_exportable, describe, load_program_file, program_path
 from postreason_dspy.export.prompts import export_prompts, placeholder
 from postreason_dspy.export.standalone import render_messages
 from postreason_dspy.io import atomic_write_json, atomic_write_text
 
 FORMATS: tuple[str, ...] = ("messages", "text", "python", "jinja", "dspy")
 SUFFIXES = {"messages": ".json", "text": ".txt", "python": ".py", "jinja": ".jinja", "dspy": ".json"}
-ADAPTERS = {"chat": dspy.ChatAdapter, "xml": dspy.XMLAdapter, "plain": PlainTextAdapter}
-
-
-def program_adapter(saved: ProgramFile, name: str | None = None) -> Adapter:
-    """The adapter the program runs with: `name` ("chat"/"xml"/"plain"), else the file's metadata, else ChatAdapter."""
-    chosen = (name or str(saved.metadata.get("adapter") or "chat")).lower().removesuffix("adapter")
-    chosen = "plain" if chosen == "plaintext" else chosen  # the class name PlainTextAdapter
-    if chosen not in ADAPTERS:
-        raise ConfigurationError(f"unknown adapter {chosen!r}; choose from {', '.join(ADAPTERS)}")
-    return ADAPTERS[chosen]()
-
-
-def program_settings(saved: ProgramFile) -> dict[str, Any]:
-    """Temperature and max_tokens the program was tuned with, where its file records them."""
-    return {key: saved.metadata[key] for key in ("temperature", "max_tokens") if key in saved.metadata}
 
 
 def render_export(saved: ProgramFile, fmt: str, adapter: Adapter | None = None) -> str:
@@ -80,12 +69,10 @@ def write_export(program: dspy.Module, path: str | Path, adapter: Adapter | None
 
 
 __all__ = [
-    "ADAPTERS",
     "FORMATS",
     "export_program",
     "export_prompts",
     "placeholder",
-    "program_path",
     "render_export",
     "render_messages",
     "write_export",

@@ -1,7 +1,7 @@
 """Export formats of a program's prompts: JSON messages, readable text, a standalone Python script, Jinja.
 
 All of them are rendered from `export_prompts`' data, so they carry the same bytes; the `dspy`
-format (the program file's DSPy state) is written by `postreason_dspy.export.program`.
+format (the program file's DSPy state) is written by `render_export` in `postreason_dspy.export`.
 """
 
 from __future__ import annotations

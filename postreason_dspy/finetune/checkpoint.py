@@ -71,14 +71,16 @@ def load_optimizer(optimizer: Any, folder: Path) -> None:
 
 
 def save_checkpoint(out: Path, model: Any, optimizer: Any, state: dict[str, Any]) -> None:
-    """A new checkpoint folder, then state.json pointing at it, then older folders removed."""
+    """A new checkpoint folder, then state.json pointing at it, then older folders removed (but the best
+    step's adapter that `state["best_checkpoint"]` names)."""
     name = f"checkpoints/step-{state['step']:06d}"
     folder = out / name
     save_adapter(model, folder)
     save_optimizer(optimizer, folder)
     atomic_write_json(out / STATE, {**state, "checkpoint": name})
+    keep = {folder.name, Path(state.get("best_checkpoint") or "").name}
     for old in (out / "checkpoints").iterdir():
-        if old.name != folder.name:
+        if old.name not in keep:
             shutil.rmtree(old, ignore_errors=True)
 
 

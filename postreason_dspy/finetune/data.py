@@ -1,7 +1,11 @@
 """Distilled training records (`postreason distill`'s train.jsonl): read, check, hash. No torch here.
 
-A record: {"id", "messages": [... the last one the assistant's], "spans": {"answer": [start, end],
-"justification": [start, end]}} with character offsets into the last assistant message's content.
+A record: {"id", "example_id", "messages": [... the last one the assistant's], "spans": {"answer": [start, end],
+"justification": [start, end], "values": [[start, end], ...]}} with character offsets into the last
+assistant message's content (`values`, the answer fields' values alone, is optional: `--loss format` needs it).
+
+The held-out dev records are chosen by a hash of each record's example id, so every record of one
+example falls on the same side, and the same records are held out in every run and on resume.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Any
 
 from postreason_dspy.errors import ConfigurationError
 
-LOSS_MODES = ("justification", "all", "answer")
+LOSS_MODES = ("justification", "all", "answer", "format")
 ROLES = ("system", "user", "assistant")
 
 
@@ -25,6 +29,8 @@ class Record:
     id: str
     messages: list[dict[str, str]]
     spans: dict[str, tuple[int, int]]
+    values: tuple[tuple[int, int], ...] | None = None  # the answer fields' values alone, when the record says
+    example_id: str = ""
 
     @property
     def reply(self) -> str:
@@ -74,7 +80,18 @@ def parse_record(data: Any, where: str) -> Record:
         if not 0 <= start <= end <= len(reply):
             raise ConfigurationError(f"{where}: spans.{name} {span} lies outside the reply ({len(reply)} characters)")
         spans[name] = (start, end)
-    return Record(id=str(data.get("id") or where), messages=[dict(m) for m in messages], spans=spans)
+    values = (data.get("spans") or {}).get("values")
+    if values is not None:
+        if not (isinstance(values, list) and all(
+            isinstance(v, list | tuple) and len(v) == 2 and all(isinstance(i, int) for i in v) for v in values
+        )):
+            raise ConfigurationError(f"{where}: spans.values must be a list of [start, end]")
+        if not all(0 <= start <= end <= len(reply) for start, end in values):
+            raise ConfigurationError(f"{where}: spans.values {values} lie outside the reply ({len(reply)} characters)")
+        values = tuple((start, end) for start, end in values)
+    rid = str(data.get("id") or where)
+    return Record(id=rid, messages=[dict(m) for m in messages], spans=spans, values=values,
+                  example_id=str(data.get("example_id") or rid))
 
 
 def read_records(path: Path) -> list[Record]:
@@ -91,3 +108,14 @@ def read_records(path: Path) -> list[Record]:
     if not records:
         raise ConfigurationError(f"{path} holds no records")
     return records
+
+
+def held_out(record: Record, share: float) -> bool:
+    """Whether `record` is a dev record: the sha256 of its example id, read as a number in [0, 1), is below `share`."""
+    digest = hashlib.sha256(record.example_id.encode("utf-8")).hexdigest()
+    return int(digest[:12], 16) / 16**12 < share
+
+
+def dev_split(records: list[Record], share: float) -> tuple[list[Record], list[Record]]:
+    """The records to train on and the held-out dev records (about `share` of the examples)."""
+    return [r for r in records if not held_out(r, share)], [r for r in records if held_out(r, share)]

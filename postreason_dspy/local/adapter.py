@@ -2,7 +2,8 @@
 
 The folder's finetune.json names the base (a local model, verified by sha256 as usual, or a GGUF
 file) and the converted adapter. The served model's name carries the adapter's hash, so run records
-tell the tuned model from its base and from other adapters.
+tell the tuned model from its base and from other adapters. The record also says whether the adapter
+passed its post-training check (postreason_dspy.finetune.check); `check_failure` is what a failed one said.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.local.weights import ensure_weights, file_sha256, model_spec
@@ -25,14 +27,25 @@ class AdapterTarget:
     lora: Path  # the GGUF LoRA
 
 
-def adapter_target(folder: Path, say: Callable[[str], None] = print) -> AdapterTarget:
-    """What serving `folder` (a `postreason finetune --out` folder) takes; a clear error if it cannot be served."""
+def read_summary(folder: Path) -> dict[str, Any]:
+    """The finetune.json of a `postreason finetune --out` folder; a clear error if there is none."""
     try:
-        record = json.loads((folder / RECORD).read_text(encoding="utf-8"))
+        return json.loads((folder / RECORD).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigurationError(f"{folder} is not a `postreason finetune` output (no {RECORD})") from None
     except json.JSONDecodeError as exc:
         raise ConfigurationError(f"{folder / RECORD} is not valid JSON ({exc.msg})") from None
+
+
+def check_failure(folder: Path) -> str | None:
+    """The one line a failed post-training check recorded for the adapter in `folder`, or None."""
+    check = read_summary(folder).get("check") or {}
+    return check.get("failure") if check.get("status") == "failed" else None
+
+
+def adapter_target(folder: Path, say: Callable[[str], None] = print) -> AdapterTarget:
+    """What serving `folder` (a `postreason finetune --out` folder) takes; a clear error if it cannot be served."""
+    record = read_summary(folder)
     lora = folder / record.get("adapter_gguf", "adapter.gguf")
     if not lora.is_file():
         raise ConfigurationError(f"{folder} holds no converted adapter ({lora.name}): the fine-tuning did not finish")

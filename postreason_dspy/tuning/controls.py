@@ -12,6 +12,8 @@ from typing import Any
 
 import dspy
 
+from postreason_dspy.optimizers.candidates import apply_direct
+
 DIRECT_DEMOS = "direct_demos"
 DIRECT_DEMOS_FILE = "direct_demos.json"
 
@@ -20,11 +22,7 @@ def direct_with_demos(bench: Any, tuned: dspy.Module) -> dspy.Module | None:
     """The benchmark's direct program carrying `tuned`'s demos, each reduced to the direct signature's fields
     (so without its justification); None when `tuned` has no demos or its predictors do not pair up."""
     direct = bench.program("direct")
-    sources, targets = tuned.named_predictors(), direct.named_predictors()
-    if len(sources) != len(targets) or not any(predictor.demos for _, predictor in sources):
+    sources = tuned.predictors()
+    if len(sources) != len(direct.predictors()) or not any(predictor.demos for predictor in sources):
         return None
-    for (_, source), (_, target) in zip(sources, targets, strict=True):
-        keep = {*target.signature.fields, "augmented"}  # augmented: a bootstrapped demo, formatted as a full turn
-        target.demos = [dspy.Example(**{key: value for key, value in demo.items() if key in keep})
-                        for demo in source.demos]
-    return direct
+    return apply_direct(direct, [[dict(demo.toDict()) for demo in predictor.demos] for predictor in sources])

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 
 OPTIONS: tuple[str, ...] = ("direct", "untuned", "tuned")  # in order of preference on a tie
 WORDING = {"direct": "direct answer", "untuned": "untuned post-reasoning", "tuned": "tuned post-reasoning"}
+TUNED_WORDING = {"post": WORDING["tuned"], "direct": "tuned direct answer (the search's direct candidate, "
+                 "with its demos, beat post-reasoning)"}
 
 
 SIGNIFICANCE = 0.05
@@ -18,11 +20,13 @@ SIGNIFICANCE = 0.05
 
 def recommend(
     dev: Mapping[str, float | None], test: Mapping[str, float | None],
-    p_values: Mapping[str, float | None] | None = None,
+    p_values: Mapping[str, float | None] | None = None, tuned_format: str = "post",
 ) -> dict[str, object]:
     """The dev-chosen option, and whether test agrees: its test accuracy is the best of the three (ties
     allowed), and `significant_on_test` says whether it beat each other option at McNemar p < 0.05
-    (`p_values` keyed "a_vs_b"). A point estimate alone is not a confirmation, so the text says which."""
+    (`p_values` keyed "a_vs_b"). A point estimate alone is not a confirmation, so the text says which.
+    `tuned_format` is the tuned program's answer format ("direct" when a direct candidate won the search),
+    which the text names."""
     scored = [name for name in OPTIONS if dev.get(name) is not None]
     if not scored:
         return {"recommendation": None, "confirmed_on_test": None, "significant_on_test": None,
@@ -39,12 +43,13 @@ def recommend(
         verdict = "best on test, but not significantly"
     if confirmed is not None and significant is not None:
         verdict += " (McNemar p " + ", ".join(f"{value:.3g} vs {name}" for name, value in others.items()) + ")"
+    wording = {**WORDING, "tuned": TUNED_WORDING[tuned_format]}
     figures = f"dev {dev[best]:.1%}" + (f", test {on_test[best]:.1%}" if best in on_test else "")
     return {
         "recommendation": best,
         "confirmed_on_test": confirmed,
         "significant_on_test": significant,
-        "recommendation_text": f"{WORDING[best]} (chosen on dev: {figures}; {verdict})",
+        "recommendation_text": f"{wording[best]} (chosen on dev: {figures}; {verdict})",
     }
 
 

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from postreason_dspy.evaluation.report import pct
+from postreason_dspy.formatting import pct
 from postreason_dspy.io import JsonlLog, atomic_path, atomic_write_text
 from postreason_dspy.optimizers.post_reason_search import TRIALS
 from postreason_dspy.tuning.run import PROGRAM, SUMMARY, is_tune_run
@@ -84,6 +84,9 @@ def _demos(program_path: Path) -> tuple[list[str], list[list[dict[str, Any]]]]:
 
 def model_markdown(run: Path, model: str, row: dict[str, Any], plot: Path | None) -> list[str]:
     lines = [f"## {model}", "", f"**Recommendation: {row['recommendation_text']}**", ""]
+    if row.get("tuned_format") == "direct":
+        lines += ["The tuned program answers directly, without post-reasoning: a direct candidate carrying its demos "
+                  "won the search's race against the post-reasoning ones.", ""]
     lines += ["| split | direct | untuned | tuned |", "|---|---|---|---|"]
     lines.append(f"| dev ({row['dev_size']} q) | " + " | ".join(pct(row["dev"].get(k)) for k in OPTIONS) + " |")
     lines.append(f"| test ({row['test_size']} q) | " + " | ".join(pct(row["test"].get(k)) for k in OPTIONS) + " |")

@@ -28,19 +28,21 @@ from typing import Any
 
 import dspy
 
+from postreason_dspy.adapters import adapter_name
 from postreason_dspy.benchmarks import get_benchmark
 from postreason_dspy.benchmarks.program_file import save_program
-from postreason_dspy.bound_adapter import adapter_name
 from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.evaluation import EvalConfig, RunStore, resume_run, start_run
 from postreason_dspy.evaluation.records import new_run_id
 from postreason_dspy.io import JsonlLog, atomic_write_json, json_id
-from postreason_dspy.models import redact, resolve_lm
+from postreason_dspy.models import resolve_lm
 from postreason_dspy.optimizers import PostReasonSearch
+from postreason_dspy.optimizers.demos import DEMO_STYLES
 from postreason_dspy.optimizers.post_reason_search import PRUNERS, SELECTIONS, TRIALS
 from postreason_dspy.optimizers.scoring import score_program
 from postreason_dspy.optimizers.space import rationale_variant
 from postreason_dspy.optimizers.study import check_storage, default_study_name
+from postreason_dspy.secrets import redact
 from postreason_dspy.tuning.controls import DIRECT_DEMOS, DIRECT_DEMOS_FILE, direct_with_demos
 from postreason_dspy.tuning.recommend import recommend
 
@@ -68,8 +70,10 @@ class TuneConfig:
     train_size: int | None = 40
     dev_size: int | None = 50
     limit: int | None = 200
-    num_demo_sets: int = 3
+    num_demo_sets: int | None = None  # None: as many as the budget can try
     max_demos: int = 3
+    demo_styles: tuple[str, ...] = ("justified", "bare")
+    direct_candidate: bool = True
     storage: str | None = None
     study: str | None = None
     max_lm_calls: int | None = None
@@ -106,6 +110,12 @@ class TuneConfig:
         if self.study and not self.storage:
             raise ConfigurationError("--study needs --storage (the run folder's own study is named for you)")
         object.__setattr__(self, "adapters", tuple(dict.fromkeys(adapter_name(a) for a in self.adapters)))
+        if not self.demo_styles or set(self.demo_styles) - set(DEMO_STYLES):
+            raise ConfigurationError(f"--demo-styles must be some of {', '.join(DEMO_STYLES)}")
+        if self.num_demo_sets is not None and self.num_demo_sets < 0:
+            raise ConfigurationError(f"--demo-sets must be 0 or more, or auto, not {self.num_demo_sets}")
+        if self.pruner == "halving" and self.minibatch is None:
+            raise ConfigurationError("--pruner halving races candidates on minibatches: give --minibatch K")
         try:
             for name in self.rationale_fields:
                 rationale_variant(name)
@@ -128,6 +138,10 @@ class TuneConfig:
         parts.append(f"--benchmark {self.benchmark} --program-strategy {self.program_strategy} --trials {self.trials}")
         parts.append(f"--train-size {self.train_size or 'all'} --dev-size {self.dev_size or 'all'} "
                      f"--limit {self.limit or 'all'} --seed {self.seed}")
+        parts.append(f"--demo-sets {'auto' if self.num_demo_sets is None else self.num_demo_sets} "
+                     f"--max-demos {self.max_demos} --demo-styles {','.join(self.demo_styles)}")
+        if not self.direct_candidate:
+            parts.append("--no-direct-candidate")
         if self.storage:
             parts.append(f"--storage {shlex.quote(redact(self.storage))}")
         if self.study:
@@ -156,7 +170,7 @@ class TuneConfig:
     def from_dict(cls, data: dict[str, Any]) -> TuneConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         values = {key: value for key, value in data.items() if key in known}
-        for name in ("models", "adapters", "rationale_fields"):
+        for name in ("models", "adapters", "rationale_fields", "demo_styles"):
             if name in values:
                 values[name] = tuple(values[name])
         return cls(**values)
@@ -205,9 +219,10 @@ class TuneRun:
         path = runs_dir / run_id
         if path.exists():
             raise ConfigurationError(f"run {path} already exists: continue it with `postreason tune --resume {run_id}`")
-        get_benchmark(config.benchmark)  # an unknown benchmark or a bad storage fails before any directory is made
-        if config.storage:
+        run = cls(path, config, **kwargs)
+        if config.storage:  # a bad storage, benchmark or data file fails before any directory is made
             check_storage(config.storage)
+        run._splits()
         settings = asdict(config)
         if settings["storage"]:
             settings["storage"] = redact(settings["storage"])
@@ -216,7 +231,7 @@ class TuneRun:
             "command": config.command(), "config": settings,
             "storage_password_withheld": settings["storage"] != config.storage,
         })
-        return cls(path, config, **kwargs)
+        return run
 
     @classmethod
     def open(cls, run: str | Path, runs_dir: Path, storage: str | None = None, **kwargs: Any) -> TuneRun:
@@ -282,23 +297,26 @@ class TuneRun:
                 run_dir=folder, max_lm_calls=config.max_lm_calls, aggregate=bench.accuracy, on_trial=on_trial,
                 adapters=config.adapters, rationale_fields=config.rationale_fields, num_proposals=proposals,
                 prompt_model=prompt_lm, minibatch=config.minibatch, pruner=config.pruner, select=config.select,
-                withhold_text=bench.withhold_text,
+                withhold_text=bench.withhold_text, demo_styles=config.demo_styles,
             )
-            best = search.compile(untuned, trainset=train, valset=dev)
+            direct_program = bench.program("direct") if config.direct_candidate else None
+            best = search.compile(untuned, trainset=train, valset=dev, direct=direct_program)
             direct = self._direct_on_dev(folder, bench, dev)
         record = best.record
         dev_scores = {"direct": direct["dev_score"], "untuned": record["baseline"]["dev_score"] if record["baseline"]
                       else None, "tuned": best.score}
         program_path = folder / PROGRAM
         adapter = {"adapter": best.adapter} if best.adapter else {}
-        save_program(best, program_path, benchmark=config.benchmark, strategy=config.program_strategy, model=model,
+        strategy = "direct" if best.format == "direct" else config.program_strategy
+        save_program(best, program_path, benchmark=config.benchmark, strategy=strategy, model=model,
                      program_kwargs=best.program_kwargs,
                      metadata={"temperature": config.temperature, "max_tokens": config.max_tokens,
                                "dev_scores": dev_scores, "dev_size": len(dev), "train_size": len(train),
                                "trials": record["counted"], "study": record["study_name"],
-                               "best_trial": record["best"], "stopped": record["stopped"], **adapter},
+                               "best_trial": record["best"], "stopped": record["stopped"], "format": best.format,
+                               **adapter},
                      keep_same=True)
-        control = direct_with_demos(bench, best)
+        control = direct_with_demos(bench, best) if best.format != "direct" else None  # tuned is that already
         if control is not None:
             save_program(control, folder / DIRECT_DEMOS_FILE, benchmark=config.benchmark, strategy="direct",
                          model=model, metadata={"temperature": config.temperature, "max_tokens": config.max_tokens,
@@ -370,7 +388,8 @@ class TuneRun:
                     "untuned_vs_direct": p("untuned", "direct"),
                     f"tuned_vs_{DIRECT_DEMOS}": p("tuned", DIRECT_DEMOS),
                     f"{DIRECT_DEMOS}_vs_direct": p(DIRECT_DEMOS, "direct")}
-        choice = recommend(dev_scores, accuracy, p_values)
+        tuned_format = record["best"].get("format", "post")
+        choice = recommend(dev_scores, accuracy, p_values, tuned_format=tuned_format)
         return {
             "model": model,
             "folder": folder.name,
@@ -389,6 +408,7 @@ class TuneRun:
                               "output": record["output_tokens"] + direct.get("output_tokens", 0)},
             "tuning_minutes": round(seconds / 60, 2),
             "best_trial": record["best"],
+            "tuned_format": tuned_format,
             **choice,
         }
 

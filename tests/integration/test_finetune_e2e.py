@@ -19,7 +19,7 @@ from postreason_dspy.cli import main
 from postreason_dspy.local import server
 from postreason_dspy.local.paths import home
 from postreason_dspy.local.runtime import runtime_installed
-from postreason_dspy.local.weights import DEFAULT_MODEL, model_spec
+from postreason_dspy.local.weights import SMALL_MODEL, model_spec
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +57,7 @@ def test_a_few_steps_lower_the_loss_and_the_converted_adapter_is_served(tmp_path
         pytest.skip(f"the train extra is not installed ({', '.join(missing)}): pip install -e '.[train]'")
     if not runtime_installed():
         pytest.skip("the llama.cpp runtime is not installed: run `postreason local up` once")
-    gguf = home() / "models" / model_spec(DEFAULT_MODEL).filename
+    gguf = home() / "models" / model_spec(SMALL_MODEL).filename
     if not gguf.is_file():
         pytest.skip(f"no cached {gguf.name}: run `postreason local up` once")
 
@@ -65,6 +65,9 @@ def test_a_few_steps_lower_the_loss_and_the_converted_adapter_is_served(tmp_path
     data.mkdir()
     (data / "train.jsonl").write_text("".join(json.dumps(record(i, *q)) + "\n" for i, q in enumerate(QUESTIONS)))
     out = tmp_path / "tuned"
+    # The post-training check serves the adapter on a server of its own, beside the main one, and stops it.
+    monkeypatch.setenv("POSTREASON_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("POSTREASON_LOCAL_PORT", str(free_port()))
     code = main([
         "finetune", str(data), "--out", str(out), "--base", str(gguf), "--max-steps", "3", "--batch-size", "2",
         "--lr", "1e-3", "--runs-dir", str(tmp_path / "runs"), "--run-id", "ft", "--no-progress",
@@ -75,8 +78,11 @@ def test_a_few_steps_lower_the_loss_and_the_converted_adapter_is_served(tmp_path
     assert summary["tokens"] > 0 and summary["tokens_per_s"] > 0
     assert (out / "adapter.gguf").read_bytes()[:4] == b"GGUF"
     assert (tmp_path / "runs" / "ft" / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    check = summary["check"]
+    assert check["status"] in ("passed", "failed"), check  # it ran, through the served GGUF adapter
+    assert check["replies"] and all(reply["reply"] is not None for reply in check["replies"])
+    assert server.status() is None  # the check stopped the server it started
 
-    monkeypatch.setenv("POSTREASON_HOME", str(tmp_path / "home"))  # a server of its own, beside the main one
     state = server.up(port=free_port(), adapter=out, say=lambda _: None)
     try:
         assert state.adapter == str((out / "adapter.gguf").resolve()) and "+lora-" in state.model

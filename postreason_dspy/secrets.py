@@ -1,20 +1,24 @@
-"""Keep secrets out of run records: run directories get shared, committed and attached to issues.
+"""Keep secrets out of messages, shown commands and run records: run folders get shared, committed and
+attached to issues, and a resume line is copied into chats.
 
-Three nets, because any one alone leaks: values under key-like names (api_key, Authorization...) are
-replaced; so is every occurrence of the value of an environment variable whose name looks like a
-key, token, secret or password, and of any secret the caller names (an LM's API key), wherever it
-appears (a URL, an error message, an echoed prompt); and the password of every `user:password@host`
-in any string (a connection error quotes the URL it failed on, sometimes without its scheme).
+`redact(url)` hides the password of one URL (a model server, an Optuna storage) but keeps its user, so a
+shown command still says whose password to supply. `scrub(value)` cleans whole records with three nets,
+because any one alone leaks: values under key-like names (api_key, Authorization...) are replaced; so is
+every occurrence of the value of an environment variable whose name looks like a key, token, secret or
+password, and of any secret the caller names (an LM's API key), wherever it appears (a URL, an error
+message, an echoed prompt); and the password of every `user:password@host` in any string (a connection
+error quotes the URL it failed on, sometimes without its scheme).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
-from postreason_dspy.models import REDACTED
+REDACTED = "[redacted]"  # what stands for a secret in messages, records and shown commands
 
 # Field names whose values are credentials. Counts such as `completion_tokens` or `max_tokens` are not.
 SECRET_FIELD = re.compile(
@@ -31,6 +35,16 @@ URL_CREDENTIALS = re.compile(
 MIN_SECRET_LENGTH = 8  # shorter values ("x", "local") are placeholders, and replacing them would mangle text
 
 
+def redact(url: str) -> str:
+    """`url` with its password (if any) replaced by "[redacted]", for messages, records and resume commands:
+    the user name stays, so a shown command says whose password to supply."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    user, _, host = parts.netloc.rpartition("@")
+    return parts._replace(netloc=f"{user.partition(':')[0]}:{REDACTED}@{host}").geturl()
+
+
 def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
     """Values of secret-looking environment variables, longest first (so no secret is left half-replaced)."""
     environ = os.environ if environ is None else environ
@@ -39,7 +53,7 @@ def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
 
 
 def url_secrets(url: str | None) -> list[str]:
-    """The password (and, if given, the user) of a URL: to scrub even where the URL appears in pieces."""
+    """The password of a URL: to scrub even where the URL appears in pieces."""
     if not url:
         return []
     found = URL_CREDENTIALS.search(url)
