@@ -17,7 +17,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from functools import partial
-from types import MappingProxyType
 from typing import Any
 
 import dspy
@@ -62,8 +61,6 @@ _STRATEGIES: dict[str, Callable[..., dspy.Module]] = {
     "post_full": partial(PostReason, mode="full"),
     "cot": StrictChainOfThought,
 }
-# TEMPORARY (issue 22): a read-only view for cli/eval.py until it calls list_strategies(); not exported.
-STRATEGIES = MappingProxyType(_STRATEGIES)
 
 # Names go into comma-separated --benchmark/--strategy lists, `--data NAME=PATH` and file names.
 NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*")

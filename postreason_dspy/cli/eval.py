@@ -40,7 +40,7 @@ from postreason_dspy.evaluation import (
     start_run,
     terminal,
 )
-from postreason_dspy.strategies import STRATEGIES
+from postreason_dspy.strategies import list_strategies
 
 # Options that define what a run compares: a resumed run takes them from its config.json.
 SETTING_OPTIONS = ("model", "benchmark", "suite", "strategy", "limit", "split", "seed", "max_tokens", "temperature",
@@ -99,7 +99,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help=f"named sets of benchmarks, comma-separated, added to --benchmark: {', '.join(SUITES)} "
                         "(offline: every benchmark whose data is on this machine; a family: its part of that)")
     parser.add_argument("--strategy", action="append", metavar="S",
-                        help=f"strategies, comma-separated, from {', '.join(STRATEGIES)} "
+                        help=f"strategies, comma-separated, from {', '.join(list_strategies())} "
                         f"(default: {','.join(DEFAULT_STRATEGIES)})")
     parser.add_argument("--program", action="append", metavar="PATH[=NAME]",
                         help="a saved program file (program.json) evaluated as a strategy of its own, labelled NAME "

@@ -13,17 +13,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from postreason_dspy.formatting import pct
+from postreason_dspy.formatting import p_value, pct
 from postreason_dspy.io import JsonlLog, atomic_path, atomic_write_text
 from postreason_dspy.optimizers.post_reason_search import TRIALS
 from postreason_dspy.tuning.run import PROGRAM, SUMMARY, is_tune_run
 
 REPORT_DIR = "report"
 OPTIONS = ("direct", "untuned", "tuned")
-
-
-def _p(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3g}"
 
 
 def _short(text: Any, limit: int = 160) -> str:
@@ -96,9 +92,10 @@ def model_markdown(run: Path, model: str, row: dict[str, Any], plot: Path | None
     if row["test"].get("direct_demos") is not None:
         lines.append(f"\ndirect answer with the tuned program's demos (justifications dropped) on test: "
                      f"{pct(row['test']['direct_demos'])}; McNemar p tuned vs it "
-                     f"{_p(p.get('tuned_vs_direct_demos'))}, it vs direct {_p(p.get('direct_demos_vs_direct'))}")
-    lines += ["", f"McNemar p on test: tuned vs untuned {_p(p['tuned_vs_untuned'])}, tuned vs direct "
-              f"{_p(p['tuned_vs_direct'])}, untuned vs direct {_p(p['untuned_vs_direct'])}.", "",
+                     f"{p_value(p.get('tuned_vs_direct_demos'))}, "
+                     f"it vs direct {p_value(p.get('direct_demos_vs_direct'))}")
+    lines += ["", f"McNemar p on test: tuned vs untuned {p_value(p['tuned_vs_untuned'])}, tuned vs direct "
+              f"{p_value(p['tuned_vs_direct'])}, untuned vs direct {p_value(p['untuned_vs_direct'])}.", "",
               f"Tuning: {row['trials']} trials ({row['duplicates']} duplicates not re-scored; stopped: "
               f"{row['stopped']}), {row['tuning_lm_calls']} LM calls, {row['tuning_tokens']['input']} input and "
               f"{row['tuning_tokens']['output']} output tokens, {row['tuning_minutes']} minutes. "
@@ -150,8 +147,8 @@ def render_tune_summary(summary: dict[str, Any], console: Console) -> None:
         table.add_row(escape(model), f"dev (n={row['dev_size']})", *(pct(row["dev"].get(k)) for k in
                       ("direct", "untuned", "tuned")), "", "", str(row["tuning_lm_calls"]), str(row["tuning_minutes"]))
         table.add_row("", f"test (n={row['test_size']})", *(pct(row["test"].get(k)) for k in
-                      ("direct", "untuned", "tuned")), _p(row["p_values"]["tuned_vs_untuned"]),
-                      _p(row["p_values"]["tuned_vs_direct"]), "", "")
+                      ("direct", "untuned", "tuned")), p_value(row["p_values"]["tuned_vs_untuned"]),
+                      p_value(row["p_values"]["tuned_vs_direct"]), "", "")
     console.print(table)
     for model, row in summary["models"].items():
         console.print(f"[bold]{escape(model)}[/]: use {escape(row['recommendation_text'])}", highlight=False)
