@@ -68,19 +68,19 @@ def test_study_merges_models_and_counts_significance(two_models):
     assert (win.baseline_accuracy, win.treatment_accuracy, win.treatment_only, win.baseline_only) == (0.1, 0.7, 12, 0)
     assert win.p_value == pytest.approx(2 / 2**12)
 
-    line = study.headline
-    assert (line.settings, line.wins, line.ties, line.losses) == (6, 3, 1, 2)
-    assert (line.significant_wins, line.significant_losses) == (1, 1)
+    line, figures = study.headline, study.headline.figures
+    assert (figures.settings, figures.wins, figures.ties, figures.losses) == (6, 3, 1, 2)
+    assert (figures.significant_wins, figures.significant_losses) == (1, 1)
     # relative gains: clear_win +600%, noise(1.5b) +12.5%, only_big -40%, tie 0%, noise(0.5b) -100%; zero left out
-    assert line.mean_relative_improvement == pytest.approx((6.0 + 0.125 - 0.4 + 0.0 - 1.0) / 5)
+    assert figures.mean_relative_improvement == pytest.approx((6.0 + 0.125 - 0.4 + 0.0 - 1.0) / 5)
     assert line.left_out == ["qwen2.5-coder-1.5b / zero: direct answer scored 0, so a relative gain is undefined"]
     # pooled discordant pairs: post-only 12 + 1 + 3 + 0 + 0 + 0 = 16; direct-only 0 + 0 + 0 + 4 + 0 + 12 = 16
     assert (line.pooled.favourable, line.pooled.unfavourable, line.pooled.p_value) == (16, 16, 1.0)
     assert (line.sign_test.favourable, line.sign_test.unfavourable) == (3, 2)
     assert line.sign_test.p_value == pytest.approx(1.0)
     by_model = {h.model: h for h in study.by_model}
-    assert (by_model["qwen2.5-coder-1.5b"].wins, by_model["qwen2.5-coder-1.5b"].settings) == (3, 4)
-    assert by_model["qwen2.5-coder-0.5b"].token_ratio == pytest.approx(2.0)
+    assert (by_model["qwen2.5-coder-1.5b"].figures.wins, by_model["qwen2.5-coder-1.5b"].figures.settings) == (3, 4)
+    assert by_model["qwen2.5-coder-0.5b"].figures.token_ratio == pytest.approx(2.0)
     assert by_model["qwen2.5-coder-1.5b"].pooled.p_value == pytest.approx(
         2 * sum(math.comb(20, k) for k in range(5)) / 2**20)  # 16 against 4
 

@@ -20,14 +20,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
-from statistics import mean
 from typing import Any
 
 from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.evaluation.config import BASELINE
 from postreason_dspy.evaluation.records import RunStore
-from postreason_dspy.evaluation.stats import ALPHA, binomial_two_sided, geometric_mean
-from postreason_dspy.evaluation.summary import Paired, summarize
+from postreason_dspy.evaluation.stats import ALPHA, binomial_two_sided
+from postreason_dspy.evaluation.summary import Headline, Paired, headline, summarize
 
 
 @dataclass(frozen=True)
@@ -55,23 +54,21 @@ class PooledTest:
 
 @dataclass(frozen=True)
 class StudyHeadline:
-    """The study's figures over `settings` (all models, or one): wins, their significance, mean relative gain.
+    """The study's figures over some settings (all models, or one `model`): `figures` are the run
+    headline's (wins, their significance, mean relative gain, token ratio), plus the pooled tests.
 
     `left_out` names the settings the mean relative improvement cannot use (direct scored 0), with why."""
 
     model: str | None
-    settings: int
-    wins: int
-    ties: int
-    losses: int
-    win_share: float
-    significant_wins: int
-    significant_losses: int
-    mean_relative_improvement: float | None
+    figures: Headline
     left_out: list[str]
-    token_ratio: float | None
     pooled: PooledTest
     sign_test: PooledTest
+
+    def to_dict(self) -> dict[str, Any]:
+        """Flat JSON: the figures beside the scope, what was left out and the tests."""
+        return {"model": self.model, **asdict(self.figures), "left_out": self.left_out,
+                "pooled": asdict(self.pooled), "sign_test": asdict(self.sign_test)}
 
 
 @dataclass(frozen=True)
@@ -93,6 +90,8 @@ class Study:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON: rows flattened with their run, so a script can read the table without this package."""
         data = asdict(self)
+        data["headline"] = self.headline.to_dict()
+        data["by_model"] = [line.to_dict() for line in self.by_model]
         data["rows"] = [{"run": row.run, **asdict(row.comparison), "significant": row.significant}
                         for row in self.rows]
         data["models"] = self.models
@@ -137,32 +136,15 @@ def _sign_test(wins: int, losses: int) -> PooledTest:
                       binomial_two_sided(wins, losses), f"{wins} settings won, {losses} lost")
 
 
-def headline_of(rows: Sequence[StudyRow], model: str | None = None) -> StudyHeadline:
-    """The headline over `rows` (at least one)."""
-    if not rows:
-        raise ValueError("a headline needs at least one setting")
+def headline_of(rows: Sequence[StudyRow], treatment: str, baseline: str, model: str | None = None) -> StudyHeadline:
+    """The headline over `rows` (at least one setting of `treatment` against `baseline`)."""
     comparisons = [row.comparison for row in rows]
-    wins = sum(c.difference > 0 for c in comparisons)
-    losses = sum(c.difference < 0 for c in comparisons)
-    gains = [c.relative_improvement for c in comparisons if c.relative_improvement is not None]
+    figures = headline(comparisons, treatment, baseline)
+    if figures is None:
+        raise ValueError("a headline needs at least one setting")
     left_out = [f"{c.model} / {c.benchmark}: direct answer scored 0, so a relative gain is undefined"
                 for c in comparisons if c.relative_improvement is None]
-    tokens = [c.token_ratio for c in comparisons if c.token_ratio is not None]
-    return StudyHeadline(
-        model=model,
-        settings=len(rows),
-        wins=wins,
-        ties=len(rows) - wins - losses,
-        losses=losses,
-        win_share=wins / len(rows),
-        significant_wins=sum(row.significant and row.comparison.difference > 0 for row in rows),
-        significant_losses=sum(row.significant and row.comparison.difference < 0 for row in rows),
-        mean_relative_improvement=mean(gains) if gains else None,
-        left_out=left_out,
-        token_ratio=geometric_mean(tokens) if len(tokens) == len(rows) else None,
-        pooled=_pooled(rows),
-        sign_test=_sign_test(wins, losses),
-    )
+    return StudyHeadline(model, figures, left_out, _pooled(rows), _sign_test(figures.wins, figures.losses))
 
 
 def build_study(stores: Sequence[RunStore], treatment: str = "post", baseline: str = BASELINE) -> Study:
@@ -195,7 +177,7 @@ def build_study(stores: Sequence[RunStore], treatment: str = "post", baseline: s
         treatment=treatment,
         baseline=baseline,
         rows=rows,
-        headline=headline_of(rows),
-        by_model=[headline_of([r for r in rows if r.comparison.model == m], m) for m in models],
+        headline=headline_of(rows, treatment, baseline),
+        by_model=[headline_of([r for r in rows if r.comparison.model == m], treatment, baseline, m) for m in models],
         missing=missing,
     )

@@ -33,25 +33,25 @@ def _test_text(test: PooledTest) -> str:
     return f"{test.name}: {test.counts}, p {p_value(test.p_value)}"
 
 
-def headline_lines(line: StudyHeadline, treatment: str, baseline: str) -> list[str]:
+def headline_lines(line: StudyHeadline) -> list[str]:
     """The headline as sentences; the study's own figures beside ours where the scope is every model."""
+    f = line.figures
     scope = f"on {line.model}" if line.model else "over every setting"
     paper = line.model is None
-    gain = (f"mean relative improvement {pct(line.mean_relative_improvement, signed=True)}"
-            if line.mean_relative_improvement is not None else "mean relative improvement undefined")
-    lines = [
-        f"{treatment} beats {baseline} in {line.wins} of {line.settings} settings ({pct(line.win_share)}"
+    gain = (f"mean relative improvement {pct(f.mean_relative_improvement, signed=True)}"
+            if f.mean_relative_improvement is not None else "mean relative improvement undefined")
+    return [
+        f"{f.strategy} beats {f.baseline} in {f.wins} of {f.settings} settings ({pct(f.win_share)}"
         + (f"; the study: {PAPER_WIN_SHARE:.2%}" if paper else "")
-        + f"; {line.ties} tied, {line.losses} lost), "
-        f"{significance(line.significant_wins, line.significant_losses)} ({scope})",
+        + f"; {f.ties} tied, {f.losses} lost), "
+        f"{significance(f.significant_wins, f.significant_losses)} ({scope})",
         gain + (f" (the study: {PAPER_MEAN_GAIN:+.2%})" if paper else "")
-        + f" over {line.settings - len(line.left_out)} settings"
+        + f" over {f.relative_improvement_settings} settings"
         + (f"; left out: {'; '.join(line.left_out)}" if line.left_out else ""),
-        f"output tokens {ratio(line.token_ratio)} of {baseline}'s (geometric mean of the per-setting ratios)",
+        f"output tokens {ratio(f.token_ratio)} of {f.baseline}'s (geometric mean of the per-setting ratios)",
         "pooled: " + _test_text(line.pooled),
         "pooled: " + _test_text(line.sign_test),
     ]
-    return lines
 
 
 HOW_TO_READ = """\
@@ -79,13 +79,12 @@ def markdown(study: Study, commands: Sequence[str], plot: Path | None) -> str:
     lines += [f"- runs: {', '.join(study.runs)}"]
     lines += [f"- command of run: `{command}`" for command in commands]
     lines.append("")
-    lines += ["## Headline", ""] + [f"- {text}." for text in headline_lines(study.headline, study.treatment,
-                                                                           study.baseline)]
+    lines += ["## Headline", ""] + [f"- {text}." for text in headline_lines(study.headline)]
     lines.append("")
     if len(study.by_model) > 1:
         for line in study.by_model:
             lines += [f"### {line.model}", ""]
-            lines += [f"- {text}." for text in headline_lines(line, study.treatment, study.baseline)]
+            lines += [f"- {text}." for text in headline_lines(line)]
             lines.append("")
     lines += ["## Settings", "", *markdown_table(COLUMNS, [_study_row(row) for row in study.rows])]
     benchmarks = {row.comparison.benchmark: set() for row in study.rows}
@@ -106,11 +105,11 @@ def markdown(study: Study, commands: Sequence[str], plot: Path | None) -> str:
 def render_study(study: Study, console: Console) -> None:
     console.print(rich_table(f"The study's table: {study.treatment} against {study.baseline}", COLUMNS,
                          [_study_row(row) for row in study.rows]))
-    for text in headline_lines(study.headline, study.treatment, study.baseline):
+    for text in headline_lines(study.headline):
         console.print(text, highlight=False)
     if len(study.by_model) > 1:
         for line in study.by_model:
-            console.print(headline_lines(line, study.treatment, study.baseline)[0], highlight=False)
+            console.print(headline_lines(line)[0], highlight=False)
 
 
 def write_study(
