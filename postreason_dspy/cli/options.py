@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -104,14 +105,21 @@ def lm_from_args(args: argparse.Namespace, **settings: Any) -> dspy.LM:
     return resolve_lm(args.model, api_base=args.api_base, **settings)
 
 
-def count_or_all(text: str) -> int | str:
-    """An argparse type for sizes such as --limit: a whole number, or 'all'."""
-    if text.lower() == "all":
-        return "all"
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or 'all', not {text!r}") from None
+def count_or(word: str) -> Callable[[str], int | str]:
+    """An argparse type for a size: a whole number, or `word` ('all' for --limit, 'auto' for --demo-sets)."""
+
+    def parse(text: str) -> int | str:
+        if text.lower() == word:
+            return word
+        try:
+            return int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number or {word!r}, not {text!r}") from None
+
+    return parse
+
+
+count_or_all = count_or("all")
 
 
 def refuse_settings_on_resume(args: argparse.Namespace, names: tuple[str, ...], may_change: str = "") -> None:

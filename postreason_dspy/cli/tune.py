@@ -26,6 +26,7 @@ from postreason_dspy.cli.options import (
     add_no_progress_option,
     add_run_id_option,
     add_runs_dir_option,
+    count_or,
     count_or_all,
     data_paths,
     default_model,
@@ -65,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dev-size", type=count_or_all, help="dev questions candidates are scored on (default 50)")
     parser.add_argument("--limit", type=count_or_all,
                         help="held-out test questions of the final comparison (default 200)")
-    parser.add_argument("--demo-sets", type=_count_or_auto, metavar="N|auto", help="bootstrapped demo sets "
+    parser.add_argument("--demo-sets", type=count_or("auto"), metavar="N|auto", help="bootstrapped demo sets "
                         "offered (default auto: as many as the budget can try)")
     parser.add_argument("--max-demos", type=int, help="demos in the largest set; sets hold k, k-1, ..., 1 (default 3)")
     parser.add_argument("--demo-styles", type=_names, metavar="LIST", help="demos with the model's justification "
@@ -114,16 +115,6 @@ def _names(text: str) -> tuple[str, ...]:
     if not names:
         raise argparse.ArgumentTypeError("give at least one name")
     return names
-
-
-def _count_or_auto(text: str) -> int | str:
-    """--demo-sets: a whole number, or 'auto' (sized to the budget)."""
-    if text.lower() == "auto":
-        return "auto"
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or 'auto', not {text!r}") from None
 
 
 def _config(args: argparse.Namespace) -> TuneConfig:
