@@ -13,11 +13,11 @@ import dspy
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from benchmark_helpers import assert_scores_all_or_nothing
 
 from postreason_dspy.benchmarks import DATA_DIR_VARIABLE, get_benchmark, list_benchmarks
 from postreason_dspy.benchmarks.package import package_root
 from postreason_dspy.errors import ConfigurationError, DatasetNotFoundError
-from postreason_dspy.testing import scripted_lm
 
 needs_package = pytest.mark.skipif(
     package_root() is None,
@@ -358,13 +358,7 @@ def test_offline_benchmarks_load_run_and_score_end_to_end(name, strategy):
 
         return script
 
-    for wrong, expected in ((False, 1.0), (True, 0.0)):
-        lm, engine = scripted_lm(answer_with(wrong))
-        program = bench.program(strategy)
-        with dspy.context(lm=lm):
-            flags = [bench.metric(ex, program(**ex.inputs())) for ex in examples]
-        assert bench.accuracy(examples, flags) == expected
-        assert len(engine.requests) == len(examples)
+    assert_scores_all_or_nothing(bench, strategy, examples, answer_with)
 
 
 def test_metric_reads_the_answer_field_not_the_justification():

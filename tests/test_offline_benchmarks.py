@@ -12,6 +12,7 @@ import json
 
 import dspy
 import pytest
+from benchmark_helpers import assert_scores_all_or_nothing
 
 from postreason_dspy.benchmarks import DATA_DIR_VARIABLE, get_benchmark
 from postreason_dspy.benchmarks.olmo_tasks import SHORT_ANSWER_FORMAT, olmo_benchmarks
@@ -19,7 +20,6 @@ from postreason_dspy.benchmarks.package import arrow_rows, package_root
 from postreason_dspy.benchmarks.splits import tuning_origin
 from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.scoring import ShortAnswerScorer, extract_short_answer, normalize_answer
-from postreason_dspy.testing import scripted_lm
 
 needs_package = pytest.mark.skipif(
     package_root() is None,
@@ -225,13 +225,7 @@ def test_each_runs_and_scores_end_to_end_with_a_scripted_model(name, strategy):
 
         return script
 
-    for wrong, expected in ((False, 1.0), (True, 0.0)):
-        lm, engine = scripted_lm(answer_with(wrong))
-        program = bench.program(strategy)
-        with dspy.context(lm=lm):
-            flags = [bench.metric(ex, program(**ex.inputs())) for ex in examples]
-        assert bench.accuracy(examples, flags) == expected
-        assert len(engine.requests) == len(examples)
+    assert_scores_all_or_nothing(bench, strategy, examples, answer_with)
 
 
 # ----- the local-file form (the hub's schema) -----
