@@ -72,7 +72,6 @@ def test_a_few_steps_lower_the_loss_and_the_converted_adapter_is_served(tmp_path
         "finetune", str(data), "--out", str(out), "--base", str(gguf), "--max-steps", "3", "--batch-size", "2",
         "--lr", "1e-3", "--runs-dir", str(tmp_path / "runs"), "--run-id", "ft", "--no-progress",
     ])
-    assert code == 0
     summary = json.loads((out / "finetune.json").read_text())
     assert summary["steps"] == 3 and summary["losses"][-1] < summary["losses"][0]
     assert summary["tokens"] > 0 and summary["tokens_per_s"] > 0
@@ -80,6 +79,9 @@ def test_a_few_steps_lower_the_loss_and_the_converted_adapter_is_served(tmp_path
     assert (tmp_path / "runs" / "ft" / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     check = summary["check"]
     assert check["status"] in ("passed", "failed"), check  # it ran, through the served GGUF adapter
+    # Three steps at lr 1e-3 on two records may well break the reply format (CI saw it do so); the check's
+    # verdict, not training finishing, decides the exit code.
+    assert code == (0 if check["status"] == "passed" else 1), check
     assert check["replies"] and all(reply["reply"] is not None for reply in check["replies"])
     assert server.status() is None  # the check stopped the server it started
 
