@@ -30,7 +30,8 @@ import dspy
 from postreason_dspy import PostReason, with_mode
 from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.io import atomic_write_json, json_id
-from postreason_dspy.optimizers.scoring import UNPARSED_ERRORS, Metric, Usage, counting
+from postreason_dspy.optimizers.scoring import UNPARSED_ERRORS, Metric
+from postreason_dspy.usage import Usage, counting
 
 DemoSets = dict[str, Any]  # {"hash", "given", "sets": [{"id", "example_ids", "demos": [[demo, ...] per predictor]}]}
 DEMO_STYLES = ("justified", "bare")

@@ -1,75 +1,29 @@
 """Score one candidate program on dev examples, one example at a time, counting what it cost.
 
 `dspy.Evaluate` gives up after ten errors and takes the whole search down with it; this loop
-scores an unparseable completion 0 for its example and goes on. Every LM call made inside
-`counting()` is counted (calls, input and output tokens) through a DSPy callback, so each trial's
-record says what it cost and `max_lm_calls` can stop a search between two examples.
+scores an unparseable completion 0 for its example and goes on. Every LM call made while scoring is
+counted (`postreason_dspy.usage.counting`: calls, input and output tokens), so each trial's record says
+what it cost and `max_lm_calls` can stop a search between two examples.
 """
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import dspy
-from dspy.utils.callback import BaseCallback
 from dspy.utils.exceptions import AdapterParseError
 
 from postreason_dspy.errors import CompletionParseError
+from postreason_dspy.usage import Usage, counting
 
 Metric = Callable[..., Any]
 Aggregate = Callable[[Sequence[dspy.Example], Sequence[bool]], float]
 
 # What an unparseable (or unreadable) completion raises: scored 0 for its example, never fatal.
 UNPARSED_ERRORS: tuple[type[BaseException], ...] = (CompletionParseError, AdapterParseError, ValueError)
-
-
-@dataclass
-class Usage:
-    """LM calls and tokens; `add` is thread-safe."""
-
-    calls: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    def add(self, calls: int, input_tokens: int, output_tokens: int) -> None:
-        with self._lock:
-            self.calls += calls
-            self.input_tokens += input_tokens
-            self.output_tokens += output_tokens
-
-    def to_dict(self) -> dict[str, int]:
-        return {"lm_calls": self.calls, "input_tokens": self.input_tokens, "output_tokens": self.output_tokens}
-
-
-class UsageCounter(BaseCallback):
-    """Counts every LM call that ends (successfully or not) while it is installed; tokens from `lm.history`."""
-
-    def __init__(self, usage: Usage):
-        self.usage = usage
-        self._started: dict[str, tuple[Any, int]] = {}
-
-    def on_lm_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
-        self._started[call_id] = instance, len(getattr(instance, "history", []))
-
-    def on_lm_end(self, call_id: str, outputs: Any, exception: Exception | None = None) -> None:
-        instance, before = self._started.pop(call_id, (None, 0))
-        history = getattr(instance, "history", [])
-        entry = history[-1] if len(history) > before else {}
-        usage = entry.get("usage") or {}
-        self.usage.add(1, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
-
-
-@contextmanager
-def counting(usage: Usage) -> Iterator[Usage]:
-    """Count the LM calls made inside the block into `usage`."""
-    with dspy.context(callbacks=[*dspy.settings.get("callbacks", []), UsageCounter(usage)]):
-        yield usage
 
 
 @dataclass

@@ -1,19 +1,24 @@
-"""The Optuna side of the search: opening a study, heartbeats, and trials left behind by a dead worker.
+"""The Optuna side of the search: opening a study, and the workers that share it (`Workers`).
 
 A study lives in any Optuna storage: in memory, an SQLite file in the run folder (the default of
 `postreason tune`), or a shared PostgreSQL database that several machines work on at once. Each
 running trial carries a heartbeat (a user attribute refreshed by a thread); a RUNNING trial whose
 heartbeat is older than the grace period belongs to a process that died, so it is failed and its
-parameters are queued again, to be re-run without counting against the budget.
+parameters are queued again, to be re-run without counting against the budget. Workers that ask for
+the last trial of the budget at once hand the surplus back, and a worker whose budget is held by
+others' running trials waits for them.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import socket
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import optuna
@@ -31,6 +36,13 @@ RETRY_OF = "retry_of"
 def default_study_name(**parts: Any) -> str:
     """A name fixed by what the search is about (benchmark, model, program, splits, seed): never a fresh study."""
     return "postreason-" + json_id(parts)
+
+
+def worker_seed(seed: int, private: bool) -> int:
+    """The sampler's seed: `seed` in a private study; per worker in a shared one, or every worker would
+    propose the same candidates."""
+    own = seed if private else int(json_id([seed, socket.gethostname(), os.getpid()]), 16)
+    return own % 2**31
 
 
 def storage_url(url: str) -> str:
@@ -134,3 +146,57 @@ def retire_stale_trials(
             retired.append(trial)
             on_retired(trial)
     return retired
+
+
+class Workers:
+    """This process among the workers of one study: a heartbeat on its running trial, the trials dead workers
+    left behind, and the last trial of the budget, which only one worker may take.
+
+    In a private storage (`private`: the run folder's own file, or memory) no other worker runs, so every
+    RUNNING trial found at the start was left by a process that died; in a shared one, only a trial silent for
+    `grace_period` seconds is. `on_retired` sees each trial retired."""
+
+    def __init__(
+        self, study: optuna.Study, *, private: bool, heartbeat_interval: float, grace_period: float,
+        on_retired: Callable[[FrozenTrial], None] = lambda _t: None,
+    ):
+        self.study, self.private = study, private
+        self.heartbeat_interval, self.grace_period = heartbeat_interval, grace_period
+        self.on_retired = on_retired
+
+    def retire_stale(self, at_start: bool = False) -> None:
+        """Fail and queue again the trials of workers that died (at the start of a private study: all of them)."""
+        grace = 0.0 if at_start and self.private else self.grace_period
+        retire_stale_trials(self.study, grace, self.on_retired)
+
+    def rest_is_running(self, taken: int, budget: int) -> bool:
+        """Whether the trials running now (other workers') would complete the budget `taken` trials leave."""
+        return taken + len(self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))) >= budget
+
+    def wait(self) -> None:
+        """Let other workers' trials run a moment; retire those whose worker died meanwhile."""
+        time.sleep(min(self.heartbeat_interval, 1.0))
+        self.retire_stale()
+
+    def hand_back_surplus(self, trial: optuna.Trial, taken: int, budget: int) -> bool:
+        """Two workers that asked for the last trial at once: the later one hands `trial` back (pruned, its
+        queued parameters queued again) and returns True."""
+        running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if taken + sum(t.number < trial.number for t in running) < budget:
+            return False
+        fixed = self.study._storage.get_trial_system_attrs(trial._trial_id).get("fixed_params")
+        self.study.tell(trial, state=TrialState.PRUNED)
+        if fixed is not None:
+            attrs = {key: value for key, value in trial.user_attrs.items() if key != HEARTBEAT}
+            self.study.enqueue_trial(fixed, user_attrs=attrs)
+        time.sleep(min(self.heartbeat_interval, 1.0))
+        return True
+
+    @contextmanager
+    def beating(self, trial: optuna.Trial) -> Iterator[None]:
+        """A heartbeat on `trial` while the block runs, so other workers know this one is alive."""
+        heartbeat = Heartbeat(self.study, trial, self.heartbeat_interval)
+        try:
+            yield
+        finally:
+            heartbeat.stop()

@@ -34,3 +34,11 @@ class DatasetNotFoundError(ConfigurationError):
 
 class LocalServerError(PostReasonError):
     """The embedded local model could not be installed, started or reached."""
+
+
+class BusyError(ConfigurationError):
+    """Another process holds the lock on a run folder (or search folder) this one was asked to work in."""
+
+
+class SettingsChangedError(ConfigurationError):
+    """A run folder (or checkpoint) is asked to go on with settings other than those it was made with."""

@@ -2,7 +2,9 @@
 
 Every writer in the package goes through here (run records, summaries, reports, plots, exports,
 distilled data, tuning tables, server state), so each file is either the old one or the new one,
-never half of either, and a JSONL file killed mid-append loses at most its torn last line.
+never half of either, and a JSONL file killed mid-append loses at most its torn last line. And what a
+folder's files were made with is checked here too: `changed_settings` names the settings that changed,
+`refuse_changes` refuses to go on with them, in one message shape for every command.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ import json
 import os
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from postreason_dspy.errors import SettingsChangedError
 
 FILE_MODE = 0o644
 
@@ -61,16 +65,34 @@ def atomic_write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
+# ----- "did the settings change since this folder was made?": one answer, one refusal -----
+
+
+def changed_settings(
+    earlier: Mapping[str, Any], now: Mapping[str, Any], names: Iterable[str] | None = None
+) -> list[str]:
+    """The names whose values differ between `earlier` and `now`, compared as a JSON file holds them (a tuple
+    equals the list it was saved as): `names`, or every key of either, in order."""
+    earlier, now = json.loads(json.dumps(earlier)), json.loads(json.dumps(now))
+    keys = list(names) if names is not None else [*now, *(key for key in earlier if key not in now)]
+    return [key for key in keys if earlier.get(key) != now.get(key)]
+
+
 def settings_changed(path: Path, settings: dict[str, Any]) -> list[str]:
     """The keys whose values differ from the settings recorded at `path` by an earlier run into the same
     folder (none if there was no earlier run: then `settings` are recorded there). One folder, one setting."""
-    current = json.loads(json.dumps(settings))  # as the file will hold them (tuples as lists, ...)
     if not path.is_file():
-        atomic_write_json(path, current)
+        atomic_write_json(path, settings)
         return []
-    earlier = json.loads(path.read_text(encoding="utf-8"))
-    keys = [*current, *(key for key in earlier if key not in current)]
-    return [key for key in keys if earlier.get(key) != current.get(key)]
+    return changed_settings(json.loads(path.read_text(encoding="utf-8")), settings)
+
+
+def refuse_changes(names: Sequence[str], what: str, remedy: str) -> None:
+    """Refuse to go on with changed settings, in the one shape every such refusal has: "<what> (<names>);
+    <remedy>", e.g. "runs/d holds a distillation with other settings (seed); use another --out".
+    Does nothing when `names` is empty."""
+    if names:
+        raise SettingsChangedError(f"{what} ({', '.join(names)}); {remedy}")
 
 
 class JsonlLog:

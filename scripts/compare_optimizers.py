@@ -6,7 +6,7 @@ through its own parameters (ours: `max_lm_calls`; MIPROv2: `num_trials` and mini
 `num_candidate_programs`; GEPA: `max_metric_calls`, its reflection model being the tuned model; each sized
 from an estimate of its cost per step); ours also at B/2. Ours runs its race by default: demo sets sized to
 the budget, justified and bare, a direct candidate, successive halving on dev minibatches. Every LM call
-each optimizer makes is counted by an LM callback (`postreason_dspy.optimizers.scoring.counting`), so the
+each optimizer makes is counted by an LM callback (`postreason_dspy.usage.counting`), so the
 JSON reports the calls actually made, next to the estimate. The tuned programs are then measured on the
 same held-out test questions through the evaluation harness, with McNemar p-values of ours against each.
 
@@ -18,7 +18,8 @@ or the copy kept under results/) instead of compiling it again, when every setti
 compile depends on is the same (`ARM_SETTINGS`); the held-out test is always run anew.
 
 Writes runs/<run-id>/compare.json and its table compare.md (and each optimizer's program.json, ours' study,
-the test run beside it).
+the test run beside it); the folder's config.json marks it {"kind": "compare"} and settings.json holds the
+settings a continued run must share.
 The run spans interruptions: run the same command again. Each optimizer that finished is kept (its program
 and `result.json`); one interrupted mid-compile starts over from nothing, so the calls and seconds it reports
 are those of one whole compile; the test run resumes where it stopped.
@@ -49,15 +50,17 @@ from postreason_dspy.cli.options import (
     count_or_all,
     data_paths,
 )
-from postreason_dspy.evaluation import EvalConfig, RunStore, resume_run, start_run
-from postreason_dspy.evaluation.records import new_run_id
-from postreason_dspy.formatting import pct
-from postreason_dspy.io import atomic_write_json, settings_changed
+from postreason_dspy.errors import SettingsChangedError
+from postreason_dspy.evaluation import EvalConfig, RunStore, Summary, resume_run, start_run
+from postreason_dspy.formatting import p_value, pct
+from postreason_dspy.io import atomic_write_json, refuse_changes, settings_changed
 from postreason_dspy.models import resolve_lm
 from postreason_dspy.optimizers import PostReasonSearch
-from postreason_dspy.optimizers.post_reason_search import PRUNERS
-from postreason_dspy.optimizers.scoring import UNPARSED_ERRORS, Metric, Usage, counting
+from postreason_dspy.optimizers.scoring import UNPARSED_ERRORS, Metric
+from postreason_dspy.optimizers.settings import PRUNERS
+from postreason_dspy.run_folder import COMPARE, EVAL, RunFolder, created, folder_kind, new_run_id
 from postreason_dspy.secrets import redact
+from postreason_dspy.usage import Usage, counting
 
 OURS, OURS_HALF, MIPRO, BFSRS, GEPA = "ours_B", "ours_half_B", "miprov2_B", "bfsrs_B", "gepa_B"
 DSPY_ARMS = (MIPRO, BFSRS, GEPA)
@@ -238,20 +241,23 @@ def stage(label: str, folder: Path, args: argparse.Namespace, run: Callable[[], 
     return result
 
 
-def held_out(config: EvalConfig, folder: Path, lm_factory: LMFactory) -> dict[str, Any]:
+def held_out(config: EvalConfig, folder: Path, lm_factory: LMFactory) -> Summary:
     """The held-out evaluation of every program, resumed if an earlier invocation started it."""
-    if (folder / "test" / "config.json").exists():
+    if folder_kind(folder / "test") == EVAL:
         _, summary = resume_run(RunStore.open("test", folder), lm_factory=lm_factory)
     else:
         _, summary = start_run(config, folder, run_id="test", lm_factory=lm_factory)
-    return summary.to_dict()
+    return summary
 
 
 def same_settings(args: argparse.Namespace, folder: Path) -> None:
     """Record the comparison's settings in a new run; refuse to continue a run with other settings."""
     settings = {key: value for key, value in vars(args).items() if key not in ("runs_dir", "run_id", "api_base")}
-    if changed := settings_changed(folder / "settings.json", settings):
-        sys.exit(f"run {folder} was started with other settings ({', '.join(changed)}); use another --run-id")
+    try:
+        refuse_changes(settings_changed(folder / "settings.json", settings),
+                       f"run {folder} was started with other settings", "use another --run-id")
+    except SettingsChangedError as refused:
+        sys.exit(str(refused))
 
 
 def compare(args: argparse.Namespace, lm_factory: LMFactory = resolve_lm, argv: list[str] | None = None) -> Path:
@@ -260,7 +266,9 @@ def compare(args: argparse.Namespace, lm_factory: LMFactory = resolve_lm, argv: 
     train = bench.load("train", limit=args.train_size, seed=args.seed, path=args.data)
     dev = bench.load("dev", limit=args.dev_size, seed=args.seed, path=args.data)
     run_id = args.run_id or f"compare-{new_run_id()}"
-    folder = Path(args.runs_dir) / run_id
+    command = " ".join(["python", "scripts/compare_optimizers.py",
+                        *map(redact, sys.argv[1:] if argv is None else argv)])
+    folder = RunFolder.ensure(Path(args.runs_dir) / run_id, COMPARE, {"created": created(), "command": command}).path
     same_settings(args, folder)
     lm = lm_factory(args.model, api_base=args.api_base, max_tokens=args.max_tokens, temperature=args.temperature,
                     cache=False)
@@ -286,20 +294,18 @@ def compare(args: argparse.Namespace, lm_factory: LMFactory = resolve_lm, argv: 
         api_base=args.api_base, data={args.benchmark: args.data} if args.data else {},
     )
     test = held_out(config, folder, lm_factory)
-    accuracy = {s["strategy"]: s["accuracy"] for s in test["settings"]}
+    compared = {pair: test.comparison(*pair) for pair in pairs}
     document = {
         "kind": "compare_optimizers",
         "generated": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": " ".join(["python", "scripts/compare_optimizers.py",
-                             *map(redact, sys.argv[1:] if argv is None else argv)]),
+        "command": command,
         "model": args.model, "benchmark": args.benchmark, "program_strategy": args.program_strategy,
         "budget": budget, "train_size": len(train), "dev_size": len(dev),
-        "test_size": test["settings"][0]["scored"] if test["settings"] else 0,
-        "optimizers": {label: {**result, "test_accuracy": accuracy.get(label)} for label, result in results.items()},
-        "untuned_test_accuracy": accuracy.get(args.program_strategy),
-        "direct_test_accuracy": accuracy.get("direct"),
-        "p_values": {f"{c['treatment']}_vs_{c['baseline']}": c["p_value"] for c in test["comparisons"]
-                     if (c["treatment"], c["baseline"]) in pairs},
+        "test_size": test.settings[0].scored if test.settings else 0,
+        "optimizers": {label: {**result, "test_accuracy": test.accuracy(label)} for label, result in results.items()},
+        "untuned_test_accuracy": test.accuracy(args.program_strategy),
+        "direct_test_accuracy": test.accuracy("direct"),
+        "p_values": {f"{ours}_vs_{other}": row.p_value for (ours, other), row in compared.items() if row},
         "test_run": str(folder / "test"),
     }
     path = folder / "compare.json"
@@ -320,7 +326,7 @@ def render(document: dict[str, Any]) -> str:
              "", "| program | LM calls | input tokens | output tokens | minutes | dev | test "
              "| p vs MIPROv2 | p vs random search | p vs GEPA |", "|---|---|---|---|---|---|---|---|---|---|"]
     for label, row in document["optimizers"].items():
-        versus = [f"{p[key]:.3g}" if (key := f"{label}_vs_{other}") in p else "" for other in DSPY_ARMS]
+        versus = [p_value(p[key]) if (key := f"{label}_vs_{other}") in p else "" for other in DSPY_ARMS]
         name = LABELS.get(label, label) + (" (direct)" if row.get("format") == "direct" else "")
         name += " (reused)" if row.get("reused_from") else ""
         lines.append(f"| {name} | {row['lm_calls']} | {row['input_tokens']:,} "

@@ -12,8 +12,8 @@ from gpqa_fake import fake_gpqa, leaked, write_program_with_demos
 from postreason_dspy.benchmarks import get_benchmark
 from postreason_dspy.benchmarks.program_file import save_program
 from postreason_dspy.cli import main
-from postreason_dspy.distill import program as distill_program
-from postreason_dspy.distill.program import DistillJob, run_distill_job
+from postreason_dspy.distill import job as distill_job
+from postreason_dspy.distill.job import DistillJob, run_distill_job
 from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.testing import scripted_lm
 
@@ -50,7 +50,7 @@ def test_a_planted_test_question_is_skipped_counted_and_named(tmp_path, data_dir
         {"problem": "What is 2 + 2?", "answer": "4", "split": "train"},
     ])
     checked = [get_benchmark(name) for name in ("gsm8k", "math500", "amc23")]
-    monkeypatch.setattr(distill_program, "list_benchmarks", lambda: checked)
+    monkeypatch.setattr(distill_job, "list_benchmarks", lambda: checked)
     out = tmp_path / "sft"
 
     assert main(["distill", str(_gsm8k_program(tmp_path)), "--out", str(out), "--split", "train"]) == 0
@@ -71,7 +71,7 @@ def test_a_planted_test_question_is_skipped_counted_and_named(tmp_path, data_dir
     assert len(scripted.requests) == len(train)  # the planted question never reached the model
 
     assert main(["distill", str(_gsm8k_program(tmp_path)), "--out", str(out), "--rationalize"]) == 2
-    assert "other settings (rationalize differ)" in " ".join(capsys.readouterr().err.split())
+    assert "other settings (rationalize); use another --out" in " ".join(capsys.readouterr().err.split())
 
 
 def test_a_tuning_split_carved_from_the_official_test_set_is_announced(tmp_path, data_dir):
@@ -176,10 +176,10 @@ def test_without_a_program_or_a_benchmark_distill_says_what_it_needs(tmp_path, s
 
 
 def test_the_teacher_is_named_with_the_weights_the_local_server_runs(monkeypatch):
-    from postreason_dspy.distill.program import teacher_name
+    from postreason_dspy.distill.job import teacher_name
 
     lm, _ = scripted_lm(VALUES)
-    monkeypatch.setattr(distill_program, "describe_lm", lambda lm: {"local_model": "qwen2.5-coder-1.5b"})
+    monkeypatch.setattr(distill_job, "describe_lm", lambda lm: {"local_model": "qwen2.5-coder-1.5b"})
     assert teacher_name("local", lm) == "local (qwen2.5-coder-1.5b)"
-    monkeypatch.setattr(distill_program, "describe_lm", lambda lm: {"model": "openai/gpt-4o-mini"})
+    monkeypatch.setattr(distill_job, "describe_lm", lambda lm: {"model": "openai/gpt-4o-mini"})
     assert teacher_name("openai/gpt-4o-mini", lm) == "openai/gpt-4o-mini"

@@ -12,12 +12,13 @@ from dataclasses import asdict, replace
 
 import pytest
 
+from postreason_dspy.cli import main
 from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.finetune.base import BaseModel
 from postreason_dspy.finetune.data import Record, data_file, data_hash, parse_record, read_records
 from postreason_dspy.finetune.train import TrainConfig, _check_resumable, batches, total_steps
 from postreason_dspy.local import server
-from postreason_dspy.local.adapter import adapter_target
+from postreason_dspy.local.lora import lora_target
 from postreason_dspy.local.paths import home
 from postreason_dspy.local.weights import SMALL_MODEL, model_spec
 
@@ -103,12 +104,12 @@ def test_a_checkpoint_resumes_only_on_the_same_data_base_and_settings():
     config = TrainConfig(max_steps=5)
     state = {"data_sha256": "abc", "base": base.to_dict(), "config": asdict(config)}
     _check_resumable(state, TrainConfig(max_steps=50, epochs=3), "abc", base)  # more steps: fine
-    with pytest.raises(ConfigurationError, match="other data"):
+    with pytest.raises(ConfigurationError, match=r"trained with other settings \(data\); resume with the same"):
         _check_resumable(state, config, "def", base)
-    with pytest.raises(ConfigurationError, match="lr"):
+    with pytest.raises(ConfigurationError, match=r"settings \(lr\)"):
         _check_resumable(state, TrainConfig(lr=1e-3), "abc", base)
-    with pytest.raises(ConfigurationError, match="base"):
-        _check_resumable(state, config, "abc", BaseModel("other", "/o"))
+    with pytest.raises(ConfigurationError, match=r"settings \(base, seed\)"):
+        _check_resumable(state, TrainConfig(max_steps=5, seed=1), "abc", BaseModel("other", "/o"))
 
 
 @pytest.mark.parametrize("field", ["epochs", "batch_size", "lora_r"])
@@ -117,34 +118,34 @@ def test_bad_settings_are_clear_errors(field):
         TrainConfig(**{field: 0}).check()
 
 
-# --- serving an adapter folder -------------------------------------------------------------------------------
+# --- serving a LoRA folder ---------------------------------------------------------------------------------
 
 
-def test_an_adapter_folder_serves_its_gguf_base_with_the_lora_and_a_name_that_carries_its_hash(tmp_path):
+def test_a_lora_folder_serves_its_gguf_base_with_the_lora_and_a_name_that_carries_its_hash(tmp_path):
     base = tmp_path / "base.gguf"
     base.write_bytes(b"GGUF base")
     (tmp_path / "adapter.gguf").write_bytes(b"GGUF lora one")
     record = {"base": {"name": "base", "folder": str(tmp_path), "gguf": "base.gguf"}, "adapter_gguf": "adapter.gguf"}
     (tmp_path / "finetune.json").write_text(json.dumps(record))
-    target = adapter_target(tmp_path)
+    target = lora_target(tmp_path)
     assert target.gguf == base and target.lora == (tmp_path / "adapter.gguf").resolve()
     assert target.name.startswith("base+lora-")
     (tmp_path / "adapter.gguf").write_bytes(b"GGUF lora two")
-    assert adapter_target(tmp_path).name != target.name
+    assert lora_target(tmp_path).name != target.name
     command = server.server_command(target.gguf, 8799, target.lora)
     assert command[command.index("--lora_path") + 1] == str(target.lora)
     assert "--lora_path" not in server.server_command(target.gguf, 8799)
 
 
-def test_an_unservable_adapter_folder_is_a_clear_error(tmp_path):
+def test_an_unservable_lora_folder_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigurationError, match="not a `postreason finetune` output"):
-        adapter_target(tmp_path)
+        lora_target(tmp_path)
     (tmp_path / "finetune.json").write_text(json.dumps({"base": {"folder": "/hf/model"}}))
-    with pytest.raises(ConfigurationError, match="no converted adapter"):
-        adapter_target(tmp_path)
+    with pytest.raises(ConfigurationError, match="no converted LoRA adapter"):
+        lora_target(tmp_path)
     (tmp_path / "adapter.gguf").write_bytes(b"x")
     with pytest.raises(ConfigurationError, match="serves GGUF files only"):
-        adapter_target(tmp_path)
+        lora_target(tmp_path)
 
 
 # --- the base package stays free of the train extra -----------------------------------------------------------
@@ -448,13 +449,13 @@ def good_reply(user: str) -> dict:
 
 
 def test_the_check_passes_replies_that_open_with_the_first_answer_field_and_stop():
-    from postreason_dspy.finetune.check import check_adapter, opening
+    from postreason_dspy.finetune.check import check_lora, opening
     from postreason_dspy.testing import scripted_lm
 
     records = [parse_record(distilled_record(rid=f"e{n}/0"), "r") for n in range(3)]
     assert opening(records[0]) == "[[ ## answer ## ]]"
     lm, engine = scripted_lm(good_reply)
-    check = check_adapter(lm, records)
+    check = check_lora(lm, records)
     assert check.status == "passed" and check.failure is None and len(check.replies) == 3
     assert all(r.temperature == 0.0 for r in engine.requests)  # greedy
     assert engine.requests[0].messages == records[0].messages[:-1]  # the prompt alone, as the teacher saw it
@@ -467,15 +468,15 @@ def test_the_check_passes_replies_that_open_with_the_first_answer_field_and_stop
      "did not end at the end of turn (finish reason: length)"),
 ])
 def test_an_echoing_or_endless_reply_fails_the_check_in_one_line_that_shows_it(script, problem):
-    from postreason_dspy.finetune.check import check_adapter
+    from postreason_dspy.finetune.check import check_lora
     from postreason_dspy.testing import scripted_lm
 
     records = [parse_record(distilled_record(rid=f"e{n}/0"), "r") for n in range(2)]
     calls = iter([good_reply, script])
     lm, _ = scripted_lm(lambda user: next(calls)(user))
-    check = check_adapter(lm, records)
+    check = check_lora(lm, records)
     assert check.status == "failed" and [r.problem for r in check.replies] == [None, problem]
-    assert "\n" not in check.failure and check.failure.startswith("the adapter failed its check: 1 of 2")
+    assert "\n" not in check.failure and check.failure.startswith("the LoRA adapter failed its check: 1 of 2")
     assert f"the reply to e1/0 {problem}" in check.failure
     assert repr(script("")[:40])[1:-1] in check.failure
     assert check.to_dict()["failure"] == check.failure
@@ -493,12 +494,12 @@ def test_the_check_prompts_come_from_held_out_records_when_there_are_some():
 def test_a_failed_check_is_recorded_and_local_up_warns_when_serving_it(tmp_path, monkeypatch, capsys):
     from postreason_dspy.cli import local as local_command
     from postreason_dspy.finetune import run as finetune_run
-    from postreason_dspy.finetune.check import AdapterCheck, Reply
-    from postreason_dspy.local.adapter import check_failure
+    from postreason_dspy.finetune.check import LoraCheck, Reply
+    from postreason_dspy.local.lora import check_failure
 
     echo = Reply("e1/0", "[[ ## answer ## ]]", "[[ ## question ## ]]\nWhere?", "stop",
                  "does not open with [[ ## answer ## ]]")
-    monkeypatch.setattr(finetune_run, "check_served", lambda out, records, held_out, say: AdapterCheck(
+    monkeypatch.setattr(finetune_run, "check_served", lambda out, records, held_out, say: LoraCheck(
         "failed", held_out, (echo,)))
     said = []
     record = finetune_run.run_check(tmp_path, [], [parse_record(make_record(), "r")], 5, said.append)
@@ -510,9 +511,8 @@ def test_a_failed_check_is_recorded_and_local_up_warns_when_serving_it(tmp_path,
     assert check_failure(tmp_path) == record["failure"]
     monkeypatch.setattr(local_command.server, "up", lambda *args, **kwargs: server.ServerState(
         pid=1, port=8799, model="m+lora", gguf="g", log="l"))
-    args = local_command.argparse.Namespace(model="qwen2.5-coder-0.5b", port=None, adapter=tmp_path)
-    assert local_command.run_up(args) == 0
-    assert "warning: serving an adapter that failed its check" in " ".join(capsys.readouterr().out.split())
+    assert main(["local", "up", "--lora", str(tmp_path)]) == 0
+    assert "warning: serving a LoRA adapter that failed its check" in " ".join(capsys.readouterr().out.split())
     (tmp_path / "finetune.json").write_text(json.dumps({"check": {**record, "status": "passed"}}))
     assert check_failure(tmp_path) is None
 

@@ -6,7 +6,17 @@ import json
 
 import pytest
 
-from postreason_dspy.io import JsonlLog, atomic_path, atomic_write_json, content_id, json_id, settings_changed
+from postreason_dspy.errors import ConfigurationError, SettingsChangedError
+from postreason_dspy.io import (
+    JsonlLog,
+    atomic_path,
+    atomic_write_json,
+    changed_settings,
+    content_id,
+    json_id,
+    refuse_changes,
+    settings_changed,
+)
 
 
 def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
@@ -56,3 +66,20 @@ def test_settings_changed_records_the_first_settings_and_names_what_differs_late
     assert settings_changed(path, {"budget": 60, "adapters": ("chat", "xml")}) == ["budget"]
     assert settings_changed(path, {"budget": 40}) == ["adapters"]  # a setting the earlier run had
     assert json.loads(path.read_text()) == {"budget": 40, "adapters": ["chat", "xml"]}
+
+
+def test_changed_settings_compare_as_saved_and_only_the_names_asked_for():
+    saved = {"lr": 0.001, "adapters": ["chat"], "max_steps": 5}
+    assert changed_settings(saved, {"lr": 0.001, "adapters": ("chat",), "max_steps": 50}, ["lr", "adapters"]) == []
+    assert changed_settings(saved, {"lr": 0.01, "adapters": ("chat",), "seed": 1}) == ["lr", "seed", "max_steps"]
+
+
+def test_a_changed_setting_is_refused_with_its_name_and_the_remedy(tmp_path):
+    refuse_changes([], "anything", "never said")  # nothing changed: nothing to refuse
+    path = tmp_path / "settings.json"
+    settings_changed(path, {"seed": 0, "split": "train"})
+    with pytest.raises(SettingsChangedError) as refused:
+        refuse_changes(settings_changed(path, {"seed": 1, "split": "train"}), f"{tmp_path} holds other settings",
+                       "use another --out")
+    assert str(refused.value) == f"{tmp_path} holds other settings (seed); use another --out"
+    assert isinstance(refused.value, ConfigurationError)  # the commands report it as bad input (exit 2)

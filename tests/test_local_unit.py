@@ -251,6 +251,44 @@ def test_a_recycled_pid_is_not_taken_for_the_server(fake_runtime):
         stranger.wait()
 
 
+def lora_folder(folder: Path) -> Path:
+    """A `postreason finetune --out` folder as `local up --lora` reads it: a GGUF base and the converted LoRA."""
+    folder.mkdir()
+    (folder / "base.gguf").write_bytes(b"GGUF base")
+    (folder / "adapter.gguf").write_bytes(b"GGUF lora")
+    record = {"base": {"name": "base", "folder": str(folder), "gguf": "base.gguf"}, "adapter_gguf": "adapter.gguf"}
+    (folder / "finetune.json").write_text(json.dumps(record))
+    return folder
+
+
+@pytest.mark.parametrize("option", ["--lora", "--adapter"])
+def test_local_up_serves_a_lora_folder_and_the_old_option_name_still_works(option, fake_runtime, tmp_path, capsys):
+    folder = lora_folder(tmp_path / "tuned")
+    assert main(["local", "up", option, str(folder), "--port", str(free_port())]) == 0
+    try:
+        state = server.status()
+        assert state.lora == str((folder / "adapter.gguf").resolve()) and state.model.startswith("base+lora-")
+        assert json.loads(server.state_file().read_text())["lora"] == state.lora
+    finally:
+        server.down()
+    deprecated = "--adapter` is deprecated; use --lora" in capsys.readouterr().err
+    assert deprecated == (option == "--adapter")
+
+
+def test_lora_and_its_old_name_together_are_refused(tmp_path, nothing_installed, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["local", "up", "--lora", str(tmp_path), "--adapter", str(tmp_path)])
+    assert exit_.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+
+def test_a_state_file_from_before_the_lora_field_is_still_read(tmp_path):
+    old = {"pid": 1, "port": 8799, "model": "base+lora-1a2b", "gguf": "g", "log": "l", "adapter": "/t/adapter.gguf"}
+    server.state_file().parent.mkdir(parents=True, exist_ok=True)
+    server.state_file().write_text(json.dumps(old))
+    assert server.read_state() == server.ServerState(pid=1, port=8799, model="base+lora-1a2b", gguf="g", log="l",
+                                                     lora="/t/adapter.gguf")
+
+
 def test_a_taken_port_is_reported_before_anything_is_installed(fake_runtime, monkeypatch):
     def must_not_install(say):
         raise AssertionError("nothing may be installed when the port is taken")

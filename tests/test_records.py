@@ -44,7 +44,7 @@ def test_lines_that_are_not_records_are_skipped_and_counted(store):
 
 
 def test_create_open_and_latest(tmp_path, store):
-    assert store.read_config() == {"record_format": RECORD_FORMAT, "config": {"models": ["m"]}}
+    assert store.read_config() == {"kind": "eval", "record_format": RECORD_FORMAT, "config": {"models": ["m"]}}
     assert RunStore.open("r1", tmp_path).path == store.path
     assert RunStore.open(store.path, tmp_path / "elsewhere").path == store.path
     with pytest.raises(ConfigurationError, match="already exists"):
@@ -142,7 +142,7 @@ def test_a_run_of_another_record_format_is_refused(tmp_path):
 def test_a_run_from_before_the_version_field_reads_as_version_1(tmp_path):
     store = RunStore.create(tmp_path, {"config": {}}, run_id="old")
     document = store.read_config()
-    del document["record_format"]
+    del document["record_format"], document["kind"]  # the kind marker came later still
     (store.path / "config.json").write_text(json.dumps(document))
     assert RunStore.open("old", tmp_path).read_config() == {"config": {}}
 

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import io
 import json
+import os
 
 import pytest
 from rich.console import Console
 
 from postreason_dspy.cli import main
+from postreason_dspy.distill.run import distill_folder
 from postreason_dspy.evaluation import RunStore, render_summary, summarize, write_comparison, write_report
 from postreason_dspy.evaluation.records import ExampleRecord
+from postreason_dspy.finetune.run import record_folder
 from postreason_dspy.formatting import interval, number, p_value, pct, plural, points, ratio
+from postreason_dspy.run_folder import COMPARE, RunFolder
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -108,6 +112,50 @@ def test_report_command(tmp_path, capsys):
     assert main(["report", "new", "--runs-dir", str(tmp_path), "--compare", "old", "--out", str(out)]) == 0
     assert {p.name for p in out.iterdir()} >= {"report.md", "compare-old.md", "accuracy_vs_tokens.png"}
     assert "Run B (new) against run A (old)" in capsys.readouterr().out
+
+
+def test_report_without_a_run_takes_the_latest_evaluation_run_never_a_newer_folder_of_another_kind(tmp_path, capsys):
+    evaluation = make_run(tmp_path, "eval", RESULTS)
+    newer = [record_folder(tmp_path, "ft", False, {"command": "postreason finetune"}).config_path,
+             RunFolder.ensure(tmp_path / "cmp", COMPARE, {"command": "compare"}).config_path,
+             distill_folder(tmp_path / "dist").config_path]
+    (tmp_path / "tune").mkdir()  # a tune run, and a fine-tuning record from before the kind marker
+    (tmp_path / "tune" / "tune.json").write_text(json.dumps({"kind": "tune", "config": {}}))
+    (tmp_path / "old-ft").mkdir()
+    (tmp_path / "old-ft" / "config.json").write_text(json.dumps({"command": "postreason finetune", "config": {}}))
+    (tmp_path / "old-ft" / "finetune.json").write_text("{}")
+    newer += [tmp_path / "tune" / "tune.json", tmp_path / "old-ft" / "config.json"]
+    os.utime(evaluation.path / "config.json", (1_000, 1_000))
+    for path in newer:
+        os.utime(path, (2_000, 2_000))
+    assert main(["report", "--runs-dir", str(tmp_path), "--no-plots"]) == 0
+    assert (evaluation.report_dir / "report.md").exists() and not (tmp_path / "old-ft" / "report").exists()
+    assert main(["report", "ft", "--runs-dir", str(tmp_path), "--no-plots"]) == 2
+    assert "is a fine-tuning record, not an evaluation run" in " ".join(capsys.readouterr().err.split())
+
+
+def test_summary_answers_accuracy_and_comparison_either_way_round(tmp_path):
+    store = make_run(tmp_path, "one", {("b1", "direct"): [True, False, False, True],
+                                      ("b1", "post"): [True, True, True, False]})
+    summary = summarize(store.records(), store.run_id, store.read_config())
+    assert (summary.accuracy("post"), summary.accuracy("direct"), summary.accuracy("cot")) == (0.75, 0.5, None)
+    (recorded,) = summary.comparisons
+    assert summary.comparison("post", "direct") == recorded and (recorded.treatment_only, recorded.baseline_only) == (
+        2, 1)
+    flipped = summary.comparison("direct", "post")  # looked up either way, read the way asked
+    assert (flipped.treatment, flipped.baseline, flipped.treatment_accuracy, flipped.baseline_accuracy) == (
+        "direct", "post", 0.5, 0.75)
+    assert (flipped.treatment_only, flipped.baseline_only, flipped.p_value) == (1, 2, recorded.p_value)
+    assert flipped.difference == -recorded.difference == -0.25
+    assert flipped.difference_ci == (-recorded.difference_ci[1], -recorded.difference_ci[0])
+    assert flipped.relative_improvement == pytest.approx(-1 / 3) and recorded.relative_improvement == 0.5
+    assert flipped.token_ratio == pytest.approx(10 / 11) and recorded.token_ratio == pytest.approx(11 / 10)
+    assert summary.comparison("post", "cot") is None
+    several = summarize(make_run(tmp_path, "two", RESULTS).records(), "two")
+    with pytest.raises(ValueError, match="several models or benchmarks"):
+        several.accuracy("post")
+    with pytest.raises(ValueError, match="several models or benchmarks"):
+        several.comparison("direct", "post")
 
 
 def test_summary_json_round_trip_matches_report(tmp_path):

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,12 +19,17 @@ from postreason_dspy.optimizers.candidates import prompt_instructions
 from postreason_dspy.testing import scripted_lm
 from postreason_dspy.tuning import TuneConfig, TuneRun, recommend
 from postreason_dspy.tuning.report import write_tune_report
+from postreason_dspy.tuning.run import TUNE_SEARCH
 
 EXPERT = "An expert will review"
 GOLD = re.compile(r"gold-([A-E])")
-# The search these pipeline tests run: post-reasoning candidates with justified demos (no direct candidate,
-# no bare demos), so a small number of trials finds the wording the scripted model needs.
-POST_ONLY = {"demo_styles": ("justified",), "direct_candidate": False}
+
+
+def post_only(**search: Any) -> dict[str, Any]:
+    """TuneConfig keywords for the search these pipeline tests run: post-reasoning candidates with justified
+    demos (no direct candidate, no bare demos), so a few trials find the wording the scripted model needs;
+    `search` changes the rest of the tune's search settings."""
+    return {"direct_candidate": False, "search": replace(TUNE_SEARCH, demo_styles=("justified",), **search)}
 
 
 def csqa_file(folder: Path, n: int = 120) -> Path:
@@ -56,8 +63,8 @@ def expert_model():
 def test_tune_run_measures_and_recommends_the_tuned_program(tmp_path):
     data = csqa_file(tmp_path)
     lm, engine = expert_model()
-    config = TuneConfig(models=("scripted",), benchmark="commonsense_qa", trials=8, train_size=8, dev_size=8,
-                        limit=20, num_demo_sets=2, max_demos=1, data=str(data), **POST_ONLY)
+    config = TuneConfig(models=("scripted",), benchmark="commonsense_qa", train_size=8, dev_size=8, limit=20,
+                        data=str(data), **post_only(num_trials=8, num_demo_sets=2, max_bootstrapped_demos=1))
     run = TuneRun.create(tmp_path / "runs", config, "t1", lm_factory=lambda *a, **k: lm)
     summary = run.run()
     row = summary["models"]["scripted"]
@@ -107,16 +114,23 @@ def test_recommendation_is_chosen_on_dev_and_checked_on_test():
     assert "dev 60.0%, test 50.0%" in win["recommendation_text"]
 
 
+def measured(**p_values):
+    """McNemar's p of option pairs as `recommend` asks for it: either order, None when not measured."""
+    pairs = {frozenset(key.split("_vs_")): value for key, value in p_values.items()}
+    return lambda a, b: pairs.get(frozenset((a, b)))
+
+
 def test_a_recommendation_best_on_test_by_a_non_significant_margin_says_so():
     dev, test = {"direct": 0.50, "untuned": 0.58, "tuned": 0.68}, {"direct": 0.53, "untuned": 0.51, "tuned": 0.565}
-    weak = recommend(dev, test, {"tuned_vs_direct": 0.401, "untuned_vs_tuned": 0.126})
+    weak = recommend(dev, test, measured(tuned_vs_direct=0.401, untuned_vs_tuned=0.126))
     assert (weak["confirmed_on_test"], weak["significant_on_test"]) == (True, False)
     assert "best on test, but not significantly (McNemar p 0.401 vs direct, 0.126 vs untuned)" in weak[
         "recommendation_text"]
-    strong = recommend(dev, test, {"tuned_vs_direct": 0.0006, "tuned_vs_untuned": 0.0066})
+    strong = recommend(dev, test, measured(tuned_vs_direct=0.0006, tuned_vs_untuned=0.0066))
     assert (strong["confirmed_on_test"], strong["significant_on_test"]) == (True, True)
-    assert "; confirmed on test (McNemar p 0.0006 vs direct, 0.0066 vs untuned)" in strong["recommendation_text"]
-    unknown = recommend(dev, test, {"tuned_vs_direct": 0.0006})
+    # p-values print as every report prints them (postreason_dspy.formatting.p_value)
+    assert "; confirmed on test (McNemar p 6.0e-04 vs direct, 0.0066 vs untuned)" in strong["recommendation_text"]
+    unknown = recommend(dev, test, measured(tuned_vs_direct=0.0006))
     assert unknown["significant_on_test"] is None and unknown["recommendation_text"].endswith("confirmed on test)")
 
 
@@ -152,7 +166,8 @@ def test_cli_tune_interrupted_twice_resumes_with_nothing_lost(tmp_path, monkeypa
     folder = tmp_path / "runs" / "r" / "scripted"
     assert [line["state"] for line in JsonlLog(folder / "trials.jsonl").read()[0]].count("interrupted") == 1
     assert main(["tune", "--resume", "r", "--trials", "3", "--runs-dir", str(tmp_path / "runs")]) == 2
-    assert "--resume continues a run with its own settings; drop --trials" in capsys.readouterr().err
+    assert ("--resume continues a run with its own settings: drop the options that would change them (--trials); "
+            "start a new run for other settings") in " ".join(capsys.readouterr().err.split())
     assert main(["tune", "--resume", "r", "--runs-dir", str(tmp_path / "runs")]) == 130  # live display on
     assert (folder / "test" / "config.json").is_file() and not interrupt_at
     assert main(["tune", "--resume", "r", "--runs-dir", str(tmp_path / "runs")]) == 0  # with the live display
@@ -187,9 +202,9 @@ def test_with_direct_demos_the_test_also_runs_direct_with_the_tuned_demos(tmp_pa
     """The control that separates the demos' share: direct given the tuned program's demos, minus justifications."""
     data = csqa_file(tmp_path)
     lm, engine = expert_model()
-    config = TuneConfig(models=("scripted",), benchmark="commonsense_qa", trials=6, train_size=8, dev_size=8,
-                        limit=10, num_demo_sets=2, max_demos=1, data=str(data), with_direct_demos=True,
-                        **POST_ONLY)
+    config = TuneConfig(models=("scripted",), benchmark="commonsense_qa", train_size=8, dev_size=8, limit=10,
+                        data=str(data), with_direct_demos=True,
+                        **post_only(num_trials=6, num_demo_sets=2, max_bootstrapped_demos=1))
     run = TuneRun.create(tmp_path / "runs", config, "c1", lm_factory=lambda *a, **k: lm)
     row = run.run()["models"]["scripted"]
     folder = run.path / "scripted"
@@ -223,8 +238,9 @@ def test_a_direct_candidate_that_wins_the_race_is_the_recommendation_and_says_so
         return {"answer": gold if teacher or direct_with_demos else "A", "rationale": f"because {gold} fits"}
 
     engine.script = script
-    config = TuneConfig(models=("scripted",), benchmark="commonsense_qa", trials=10, train_size=8, dev_size=8,
-                        limit=10, max_demos=1, data=str(data))  # the default search: demos, styles, formats
+    config = TuneConfig(models=("scripted",), benchmark="commonsense_qa", train_size=8, dev_size=8, limit=10,
+                        data=str(data), search=replace(TUNE_SEARCH, num_trials=10, max_bootstrapped_demos=1))
+    # ^ the default search: demos, styles, formats
     run = TuneRun.create(tmp_path / "runs", config, "d1", lm_factory=lambda *a, **k: lm)
     row = run.run()["models"]["scripted"]
     assert row["tuned_format"] == "direct" and row["recommendation"] == "tuned"

@@ -6,9 +6,10 @@ from __future__ import annotations
 import argparse
 import json
 import re
+from dataclasses import replace
 
 import pytest
-from test_tune import POST_ONLY, csqa_file
+from test_tune import csqa_file, post_only
 
 from postreason_dspy.benchmarks.program_file import read_program
 from postreason_dspy.bound_adapter import bound_adapter
@@ -16,7 +17,7 @@ from postreason_dspy.cli.tune import register
 from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.testing import scripted_lm
 from postreason_dspy.tuning import TuneConfig, TuneRun
-from postreason_dspy.tuning.run import _trial_lines
+from postreason_dspy.tuning.run import TUNE_SEARCH, _trial_lines
 
 GOLD = re.compile(r"gold-([A-E])")
 
@@ -37,9 +38,9 @@ def plain_text_model():
 def test_tune_searches_format_and_rationale_and_the_program_keeps_them(tmp_path):
     data = csqa_file(tmp_path)
     lm, _ = plain_text_model()
-    config = TuneConfig(models=("scripted",), benchmark="commonsense_qa", trials=8, train_size=4, dev_size=8,
-                        limit=10, num_demo_sets=0, data=str(data), adapters=("chat", "plain"),
-                        rationale_fields=("justification",), minibatch=4, **POST_ONLY)
+    config = TuneConfig(models=("scripted",), benchmark="commonsense_qa", train_size=4, dev_size=8, limit=10,
+                        data=str(data), **post_only(num_trials=8, num_demo_sets=0, adapters=("chat", "plain"),
+                                                    rationale_fields=("justification",), minibatch=4))
     run = TuneRun.create(tmp_path / "runs", config, "t1", lm_factory=lambda *a, **k: lm)
     row = run.run()["models"]["scripted"]
     saved = read_program(run.path / "scripted" / "program.json")
@@ -63,18 +64,18 @@ def test_cli_flags_reach_the_config():
     args = parser.parse_args(["tune", "--benchmark", "gsm8k", "--model", "local", "--adapters", "xml,plain",
                               "--rationale-fields", "justification,verification", "--propose", "4",
                               "--minibatch", "10", "--select", "cheapest-within-ci"])
-    config = _config(args)
-    assert config.adapters == ("XMLAdapter", "PlainTextAdapter") and config.proposals == 4
-    assert config.rationale_fields == ("justification", "verification") and config.minibatch == 10
-    assert config.select == "cheapest-within-ci" and config.pruner == "bound" and config.prompt_model is None
+    search = _config(args).search
+    assert search.adapters == ("XMLAdapter", "PlainTextAdapter") and search.num_proposals == 4
+    assert search.rationale_fields == ("justification", "verification") and search.minibatch == 10
+    assert search.select == "cheapest-within-ci" and search.pruner == "bound" and _config(args).prompt_model is None
     assert _config(parser.parse_args(["tune", "--benchmark", "gsm8k", "--model", "local"])) == TuneConfig(
         models=("local",), benchmark="gsm8k")  # without the flags, the run is the default one
 
 
 def test_bad_search_options_fail_with_one_line():
     with pytest.raises(ConfigurationError, match="unknown adapter"):
-        TuneConfig(models=("local",), benchmark="gsm8k", adapters=("json",))
+        replace(TUNE_SEARCH, adapters=("json",))
     with pytest.raises(ConfigurationError, match="--prompt-model proposes"):
         TuneConfig(models=("local",), benchmark="gsm8k", prompt_model="local")
-    with pytest.raises(ConfigurationError, match="--minibatch"):
-        TuneConfig(models=("local",), benchmark="gsm8k", minibatch=0)
+    with pytest.raises(ConfigurationError, match=r"minibatch must be at least 1, not 0 \(--minibatch\)"):
+        replace(TUNE_SEARCH, minibatch=0)

@@ -30,8 +30,8 @@ from postreason_dspy.cli.options import (
 )
 from postreason_dspy.distill.card import Provenance
 from postreason_dspy.distill.filters import COPY_THRESHOLD
+from postreason_dspy.distill.job import TUNING_SPLITS, DistillJob, run_distill_job
 from postreason_dspy.distill.mixture import combined, run_mixture
-from postreason_dspy.distill.program import TUNING_SPLITS, DistillJob, run_distill_job
 from postreason_dspy.distill.run import DistillStats
 from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.evaluation import terminal

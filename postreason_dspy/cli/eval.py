@@ -17,6 +17,7 @@ import argparse
 from pathlib import Path
 
 from postreason_dspy.benchmarks.suites import SUITES, suite_benchmarks
+from postreason_dspy.cli.config_options import add_config_options, config_from_args, setting_dests
 from postreason_dspy.cli.options import (
     add_api_base_option,
     add_data_option,
@@ -24,14 +25,12 @@ from postreason_dspy.cli.options import (
     add_no_progress_option,
     add_run_id_option,
     add_runs_dir_option,
-    count_or_all,
     data_paths,
     default_model,
     refuse_settings_on_resume,
 )
 from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.evaluation import (
-    DEFAULT_LIMIT,
     DEFAULT_STRATEGIES,
     EvalConfig,
     RunStore,
@@ -42,9 +41,9 @@ from postreason_dspy.evaluation import (
 )
 from postreason_dspy.strategies import list_strategies
 
-# Options that define what a run compares: a resumed run takes them from its config.json.
-SETTING_OPTIONS = ("model", "benchmark", "suite", "strategy", "limit", "split", "seed", "max_tokens", "temperature",
-                   "data", "program", "pair")
+# Options that define what a run compares besides EvalConfig's flagged fields: a resumed run takes them all
+# from its config.json.
+SETTING_OPTIONS = ("model", "benchmark", "suite", "strategy", "data", "program", "pair")
 
 
 def _names(values: list[str] | None) -> tuple[str, ...] | None:
@@ -107,16 +106,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--pair", action="append", metavar="TREATMENT:BASELINE",
                         help="also compare these two strategies or labels on the same examples (every strategy is "
                         "compared with direct anyway); repeatable")
-    parser.add_argument("--limit", type=count_or_all,
-                        help=f"examples per benchmark, or 'all' (default: {DEFAULT_LIMIT})")
-    parser.add_argument("--split", choices=("test", "dev", "train"), help="default: test")
-    parser.add_argument("--seed", type=int, help="order of the examples before --limit cuts (default: 0)")
-    parser.add_argument("--max-tokens", type=int, help="per LM call (default: 512)")
-    parser.add_argument("--temperature", type=float, help="default: 0.0")
+    add_config_options(parser, EvalConfig)
     add_data_option(parser)
-    parser.add_argument("--threads", type=int, help="examples in flight at once (default: 1; the local server "
-                        "answers one request at a time, remote APIs gain from more)")
-    parser.add_argument("--retries", type=int, help="retries of a transient LM error, with backoff (default: 3)")
     add_runs_dir_option(parser)
     add_run_id_option(parser)
     parser.add_argument("--resume", metavar="RUN", help="continue run RUN (an id under --runs-dir, or a directory)")
@@ -125,34 +116,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _config(args: argparse.Namespace) -> EvalConfig:
-    defaults = EvalConfig()
     listed = _names(args.benchmark) or ()
     suites = suite_benchmarks(_names(args.suite)) if args.suite else ()
-    benchmarks = tuple(dict.fromkeys((*listed, *suites))) or defaults.benchmarks
-    values = {
-        "models": _names(args.model) or (default_model(),),
-        "benchmarks": benchmarks,
-        "strategies": defaults.strategies if args.strategy is None else _names(args.strategy),
-        "limit": defaults.limit if args.limit is None else None if args.limit == "all" else args.limit,
-        "split": args.split or defaults.split,
-        "seed": defaults.seed if args.seed is None else args.seed,
-        "max_tokens": defaults.max_tokens if args.max_tokens is None else args.max_tokens,
-        "temperature": defaults.temperature if args.temperature is None else args.temperature,
-        "api_base": args.api_base,
-        "data": data_paths(args.data, benchmarks),
-        "threads": defaults.threads if args.threads is None else args.threads,
-        "retries": defaults.retries if args.retries is None else args.retries,
-        "programs": _programs(args.program),
-        "pairs": _pairs(args.pair),
-    }
-    return EvalConfig(**values)
+    benchmarks = tuple(dict.fromkeys((*listed, *suites))) or EvalConfig().benchmarks
+    strategies = {} if args.strategy is None else {"strategies": _names(args.strategy)}
+    return config_from_args(
+        EvalConfig, args, models=_names(args.model) or (default_model(),), benchmarks=benchmarks, **strategies,
+        api_base=args.api_base, data=data_paths(args.data, benchmarks), programs=_programs(args.program),
+        pairs=_pairs(args.pair),
+    )
 
 
 def run_eval_command(args: argparse.Namespace) -> int:
     console = terminal()
     live = None if args.no_progress else console
     if args.resume:
-        refuse_settings_on_resume(args, (*SETTING_OPTIONS, "run_id"),
+        refuse_settings_on_resume(args, (*SETTING_OPTIONS, *setting_dests(EvalConfig), "run_id"),
                                   "only --threads, --retries and --api-base may change")
         store = RunStore.open(args.resume, args.runs_dir)
         _, summary = resume_run(store, threads=args.threads, retries=args.retries, api_base=args.api_base,

@@ -1,7 +1,7 @@
 """`postreason finetune DATA --out DIR`: post-reason tuning, a LoRA adapter trained on distilled records.
 
     postreason finetune runs/distill-gsm8k --out tuned/gsm8k --loss justification --max-steps 100
-    postreason local up --adapter tuned/gsm8k      # then --model local evaluates the tuned model
+    postreason local up --lora tuned/gsm8k      # then --model local evaluates the tuned model
 
 Needs the `train` extra (pip install -e '.[train]'); the base package never imports torch.
 """
@@ -27,6 +27,7 @@ from postreason_dspy.finetune.check import CHECK_PROMPTS
 from postreason_dspy.finetune.data import LOSS_MODES
 from postreason_dspy.finetune.run import finetune, recheck
 from postreason_dspy.finetune.train import StepReport, TrainConfig
+from postreason_dspy.run_folder import new_run_id
 
 TRAIN_MODULES = ("torch", "transformers", "peft", "gguf")
 LOSS_HELP = ("justification: the justification's tokens only, the answer masked (the study's variant); "
@@ -40,10 +41,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "finetune",
         help="train a LoRA adapter on distilled post-reasoning records (needs the `train` extra)",
         description="LoRA fine-tuning on `postreason distill` records, with the loss on the records' spans; "
-        "the adapter is converted to GGUF for `postreason local up --adapter OUT`.",
+        "the LoRA adapter is converted to GGUF for `postreason local up --lora OUT`.",
     )
     parser.add_argument("data", metavar="DATA", help="a `postreason distill` folder or its train.jsonl")
-    parser.add_argument("--out", type=Path, required=True, help="folder for checkpoints, the adapter and its GGUF")
+    parser.add_argument("--out", type=Path, required=True, help="folder for checkpoints, the LoRA adapter and its GGUF")
     parser.add_argument("--base", default="local",
                         help="local (the local server's model), qwen2.5-coder-0.5b, qwen2.5-coder-1.5b, a .gguf file "
                         "or a Hugging Face model folder (default: local)")
@@ -52,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-steps", type=int, help="stop after this many optimizer steps (overrides --epochs)")
     parser.add_argument("--max-minutes", type=float,
                         help="stop after the step that reaches this much training time (resumed runs included); "
-                        "the adapter is then saved and converted as after the last step")
+                        "the LoRA adapter is then saved and converted as after the last step")
     parser.add_argument("--lr", type=float, default=2e-4, help="AdamW learning rate (default: 2e-4)")
     parser.add_argument("--lora-r", type=int, default=8, help="LoRA rank; alpha is twice it (default: 8)")
     parser.add_argument("--max-seq-len", type=int, default=2048,
@@ -66,12 +67,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--eval-every", type=int, default=10, help="measure the dev loss every N steps (default: 10)")
     parser.add_argument("--patience", type=int, default=3,
                         help="stop when this many dev-loss measurements in a row are not the lowest; 0 never stops "
-                        "early (either way the adapter of the lowest is kept; default: 3)")
+                        "early (either way the LoRA adapter of the lowest is kept; default: 3)")
     parser.add_argument("--check", type=int, default=CHECK_PROMPTS, metavar="N",
-                        help="after training, serve the adapter and check that its greedy replies to N held-out "
+                        help="after training, serve the LoRA adapter and check that its greedy replies to N held-out "
                         f"prompts keep the reply format; 0 skips it (default: {CHECK_PROMPTS})")
     parser.add_argument("--check-only", action="store_true",
-                        help="do not train: run the check again on the finished adapter in --out")
+                        help="do not train: run the check again on the finished LoRA adapter in --out")
     parser.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
     add_runs_dir_option(parser)
     add_run_id_option(parser)
@@ -117,22 +118,23 @@ def run(args: argparse.Namespace) -> int:
             console.print(f"step {report.step}/{report.total}  loss {report.loss:.4f}{dev}  "
                           f"{report.tokens_per_s:.0f} tok/s", highlight=False)
 
-    with progress, interrupt.resume_with(rerun_command(args, "--resume")):
+    args.run_id = args.run_id or new_run_id()  # named now, so a resume continues into the same runs/ folder
+    with progress, interrupt.resume_with(rerun_command(args, "--resume", "--run-id", args.run_id)):
         summary = finetune(
             args.data, args.out, args.base, config, resume=args.resume, runs_dir=args.runs_dir, run_id=args.run_id,
             checks=args.check, on_step=on_step, say=say,
         )
     console.print(
         f"[green]done[/] {summary['steps']} steps, loss {summary['losses'][0]:.4f} -> {summary['losses'][-1]:.4f}, "
-        f"{summary['seconds']:.0f} s, {summary['tokens_per_s']} tok/s; adapter {args.out / 'adapter.gguf'}\n"
-        f"serve it: postreason local up --adapter {args.out}   (record: {args.runs_dir / summary['run_id']})",
+        f"{summary['seconds']:.0f} s, {summary['tokens_per_s']} tok/s; LoRA adapter {args.out / 'adapter.gguf'}\n"
+        f"serve it: postreason local up --lora {args.out}   (record: {args.runs_dir / summary['run_id']})",
         highlight=False, soft_wrap=True,
     )
     return report_check(console, summary)
 
 
 def report_check(console: Console, summary: dict) -> int:
-    """The post-training check's outcome in one line; exit code 1 when the adapter failed it."""
+    """The post-training check's outcome in one line; exit code 1 when the LoRA adapter failed it."""
     check = summary["check"]
     if check["status"] == "failed":
         console.print(f"[bold red]FAILED[/] {check['failure']}", highlight=False, soft_wrap=True)

@@ -1,6 +1,7 @@
 """`postreason local up | down | status`: the embedded llama.cpp model server on 127.0.0.1.
 
     postreason local up [--model qwen2.5-coder-0.5b|qwen2.5-coder-1.5b] [--port P]
+    postreason local up --lora DIR   (a `postreason finetune --out DIR` LoRA adapter on its base model)
     postreason local status      (exit code 1 when no server runs)
     postreason local down
 """
@@ -13,7 +14,7 @@ from pathlib import Path
 from rich.console import Console
 
 from postreason_dspy.local import server
-from postreason_dspy.local.adapter import check_failure
+from postreason_dspy.local.lora import check_failure
 from postreason_dspy.local.paths import home
 from postreason_dspy.local.runtime import installed_version
 from postreason_dspy.local.weights import DEFAULT_MODEL, MODELS
@@ -31,8 +32,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     up = actions.add_parser("up", help="install what is missing, start the server (or reuse the running one)")
     up.add_argument("--model", default=DEFAULT_MODEL, choices=sorted(MODELS), help=f"default: {DEFAULT_MODEL}")
     up.add_argument("--port", help=f"1-65535 (default: $POSTREASON_LOCAL_PORT or {server.DEFAULT_PORT})")
-    up.add_argument("--adapter", type=Path, metavar="DIR",
-                    help="serve a `postreason finetune --out DIR` adapter on its base model (instead of --model)")
+    lora = up.add_mutually_exclusive_group()
+    lora.add_argument("--lora", type=Path, metavar="DIR",
+                      help="serve the LoRA adapter of `postreason finetune --out DIR` on its base model (instead of "
+                      "--model)")
+    lora.add_argument("--adapter", type=Path, metavar="DIR", dest="old_lora",
+                      help="deprecated: the old name of --lora (\"adapter\" is DSPy's output format elsewhere)")
     up.set_defaults(func=run_up)
     actions.add_parser("status", help="print the running server's URL, model and pid").set_defaults(func=run_status)
     actions.add_parser("down", help="stop the running server").set_defaults(func=run_down)
@@ -42,10 +47,14 @@ def run_up(args: argparse.Namespace) -> int:
     console = Console()
     port = None if args.port is None else server.check_port(args.port, "--port")
     say = lambda text: console.print(f"[dim]{text}[/]", highlight=False)  # noqa: E731
-    state = server.up(args.model, port, say=say, adapter=args.adapter)
-    if args.adapter is not None and (failure := check_failure(args.adapter)):
-        console.print(f"[bold yellow]warning: serving an adapter that {failure.removeprefix('the adapter ')}[/]",
-                      highlight=False)
+    lora = args.lora
+    if args.old_lora is not None:
+        Console(stderr=True).print("[yellow]warning: `postreason local up --adapter` is deprecated; use --lora[/]")
+        lora = args.old_lora
+    state = server.up(args.model, port, say=say, lora=lora)
+    if lora is not None and (failure := check_failure(lora)):
+        reason = failure.removeprefix("the LoRA adapter ").removeprefix("the adapter ")  # older records say "adapter"
+        console.print(f"[bold yellow]warning: serving a LoRA adapter that {reason}[/]", highlight=False)
     console.print(f"[green]ready[/] {state.base_url}  model {state.model}  pid {state.pid}", highlight=False)
     return 0
 

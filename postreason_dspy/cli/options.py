@@ -25,6 +25,7 @@ from typing import Any
 import dspy
 
 from postreason_dspy.errors import ConfigurationError
+from postreason_dspy.io import refuse_changes
 from postreason_dspy.models import LOCAL, resolve_lm
 from postreason_dspy.secrets import redact
 
@@ -125,9 +126,8 @@ count_or_all = count_or("all")
 def refuse_settings_on_resume(args: argparse.Namespace, names: tuple[str, ...], may_change: str = "") -> None:
     """A resumed run keeps the settings it started with: refuse any of `names` given on the command line."""
     given = [f"--{name.replace('_', '-')}" for name in names if getattr(args, name, None) is not None]
-    if given:
-        hint = f" ({may_change})" if may_change else ""
-        raise ConfigurationError(f"--resume continues a run with its own settings; drop {', '.join(given)}{hint}")
+    refuse_changes(given, "--resume continues a run with its own settings: drop the options that would change them",
+                   may_change or "start a new run for other settings")
 
 
 def command_line(*words: str) -> str:

@@ -1,6 +1,7 @@
 """`postreason report [RUN] [--compare OTHER]`: a run's tables in the terminal, and report.md with PNG plots.
 
-    postreason report                      the latest run under runs/
+    postreason report                      the latest evaluation run under runs/ (never a tune, finetune,
+                                           distill or comparison folder: postreason_dspy.run_folder)
     postreason report RUN --out DIR        files into DIR instead of RUN/report/
     postreason report RUN --compare OLD    also RUN against run OLD, paired by example id
     postreason report R1 R2 ... --study    the study's table merged across runs and models (RUNS_DIR/study/)
@@ -35,8 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Recompute a run's statistics from its records (finished or not), print them, and write "
         "report.md and PNG plots.",
     )
-    parser.add_argument("run", nargs="*", help="run id under --runs-dir, or a run directory (default: the latest); "
-                        "several with --study")
+    parser.add_argument("run", nargs="*", help="run id under --runs-dir, or a run directory (default: the latest "
+                        "evaluation run); several with --study")
     parser.add_argument("--compare", metavar="OTHER", help="a second run: compare RUN (B) against it (A)")
     parser.add_argument("--study", action="store_true",
                         help="merge the runs (of one or several models) into the study's table: post against "

@@ -1,7 +1,7 @@
 """The filters a justification must pass to be trained on, and the reasons an example is rejected.
 
 A student learns what its records show: a justification that repeats or copies its inputs teaches it
-to repeat its inputs (the adapter trained on the 0.5B model's CommonsenseQA records opened its answers
+to repeat its inputs (the LoRA adapter trained on the 0.5B model's CommonsenseQA records opened its answers
 with `[[ ## question ## ]]`), and one that says the answer was given teaches it to cite a hint it never
 has. Three filters, each a `Rejection` with its own reason (the dataset card counts them):
 

@@ -19,9 +19,9 @@ import dspy
 
 from postreason_dspy.benchmarks import Benchmark, get_benchmark
 from postreason_dspy.distill.card import Provenance, dataset_card
+from postreason_dspy.distill.job import DistillJob, build_guard, check_settings, run_distill_job
 from postreason_dspy.distill.leakage import LeakageGuard
 from postreason_dspy.distill.output import read_train, write_outputs
-from postreason_dspy.distill.program import DistillJob, build_guard, check_settings, run_distill_job
 from postreason_dspy.distill.run import DistillStats
 from postreason_dspy.errors import ConfigurationError
 

@@ -1,8 +1,9 @@
 """The distillation loop: run the program in full mode, keep what it gets right, record every predictor call.
 
 Each example's outcome (kept, rationalized, rejected, failed, test_overlap) and its records go to
-DIR/examples.jsonl in one append, so a killed run resumes where it stopped (failed examples are
-tried again); train.jsonl, the `datasets` copy and the card are rewritten from that log at the end.
+DIR/examples.jsonl in one append, so a killed run resumes where it stopped (failed examples are tried
+again); train.jsonl, the `datasets` copy and the card are rewritten from that log at the end. DIR/config.json
+marks the folder {"kind": "distill"} (postreason_dspy.run_folder).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from postreason_dspy.errors import CompletionParseError, PostReasonError
 from postreason_dspy.io import JsonlLog, json_id
 from postreason_dspy.modules import PostReason, with_mode
 from postreason_dspy.predict import StrictPredict
+from postreason_dspy.run_folder import DISTILL, RunFolder, created
 
 LOG_FILE = "examples.jsonl"
 DONE = frozenset({"kept", "rationalized", "rejected", "test_overlap"})  # "failed" is tried again on resume
@@ -184,13 +186,20 @@ def _rejected(key: str, pred: Any, reason: str, error: str | None = None) -> dic
     return {**line, "error": error} if error else line
 
 
+def distill_folder(out: Path) -> RunFolder:
+    """OUT as a distillation's folder: marked {"kind": "distill"} the first time, refused if another run's."""
+    return RunFolder.ensure(out, DISTILL, {"created": created()})
+
+
 def distill_examples(
     distiller: Distiller,
     examples: Iterable[dspy.Example],
     out: str | Path,
     on_example: Callable[[DistillStats], None] | None = None,
 ) -> tuple[DistillStats, list[dict[str, Any]]]:
-    """Append each new example's outcome to OUT/examples.jsonl; return the counts and the whole log."""
+    """Append each new example's outcome to OUT/examples.jsonl; return the counts and the whole log. OUT is
+    marked a distillation folder (refused if it is another run's)."""
+    distill_folder(Path(out))
     log = JsonlLog(Path(out) / LOG_FILE)
     log.repair()
     earlier, _ = log.read(lambda line: isinstance(line, dict) and "id" in line and "outcome" in line)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import shlex
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from postreason_dspy import flags
 from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.evaluation.records import Setting, grid
-from postreason_dspy.secrets import redact
+from postreason_dspy.flags import setting
 from postreason_dspy.strategies import list_strategies
 
 DEFAULT_STRATEGIES: tuple[str, ...] = ("direct", "post", "cot")
@@ -24,21 +24,24 @@ class EvalConfig:
     `programs` maps a strategy label to a saved program file (program.json) evaluated as a strategy of its
     own; the labels join `strategies` after the named ones. Every strategy is compared with `direct` when
     direct is in the run; `pairs` names further (treatment, baseline) comparisons, such as tuned vs untuned.
-    `threads` and `retries` only change how the run executes, so a resumed run may change them.
+    `threads` and `retries` only change how the run executes, so a resumed run may change them. Each flagged
+    field is an option of `postreason eval` (`postreason_dspy.flags`); the others have a grammar of their own.
     """
 
     models: tuple[str, ...] = ("local",)
     benchmarks: tuple[str, ...] = ("gsm8k",)
     strategies: tuple[str, ...] = DEFAULT_STRATEGIES
-    limit: int | None = DEFAULT_LIMIT
-    split: str = "test"
-    seed: int = 0
-    max_tokens: int = 512
-    temperature: float = 0.0
+    limit: int | None = setting(DEFAULT_LIMIT, flag="--limit", none="all", help="examples per benchmark, or 'all'")
+    split: str = setting("test", flag="--split", choices=("test", "dev", "train"),
+                         help="the benchmark's split the examples come from")
+    seed: int = setting(0, flag="--seed", help="order of the examples before --limit cuts")
+    max_tokens: int = setting(512, flag="--max-tokens", help="per LM call")
+    temperature: float = setting(0.0, flag="--temperature", help="the sampling temperature")
     api_base: str | None = None
     data: dict[str, str] = field(default_factory=dict)
-    threads: int = 1
-    retries: int = 3
+    threads: int = setting(1, flag="--threads", resumable=True, help="examples in flight at once; the local "
+                           "server answers one request at a time, remote APIs gain from more")
+    retries: int = setting(3, flag="--retries", resumable=True, help="retries of a transient LM error, with backoff")
     programs: dict[str, str] = field(default_factory=dict)
     pairs: tuple[tuple[str, str], ...] = ()
 
@@ -82,19 +85,15 @@ class EvalConfig:
 
     def command(self) -> str:
         """The `postreason eval` command line that starts this run (the server URL shown without credentials)."""
-        parts = ["postreason", "eval"]
-        parts += [f"--model {shlex.quote(model)}" for model in self.models]
         named = [name for name in self.strategies if name not in self.programs]
-        parts.append(f"--benchmark {','.join(self.benchmarks)} --strategy {shlex.quote(','.join(named))}")
-        parts += [f"--program {shlex.quote(f'{path}={label}')}" for label, path in self.programs.items()]
-        parts += [f"--pair {shlex.quote(f'{a}:{b}')}" for a, b in self.pairs]
-        parts.append(f"--limit {'all' if self.limit is None else self.limit} --split {self.split} --seed {self.seed}")
-        parts.append(f"--max-tokens {self.max_tokens} --temperature {self.temperature}")
-        parts += [f"--data {name}={shlex.quote(path)}" for name, path in self.data.items()]
-        if self.api_base:
-            parts.append(f"--api-base {shlex.quote(redact(self.api_base))}")
-        parts.append(f"--threads {self.threads} --retries {self.retries}")
-        return " ".join(parts)
+        words = ["postreason", "eval", *(word for model in self.models for word in ("--model", model)),
+                 "--benchmark", ",".join(self.benchmarks), "--strategy", ",".join(named)]
+        words += [word for label, path in self.programs.items() for word in ("--program", f"{path}={label}")]
+        words += [word for a, b in self.pairs for word in ("--pair", f"{a}:{b}")]
+        words += flags.command_words(self)
+        words += [word for name, path in self.data.items() for word in ("--data", f"{name}={path}")]
+        words += ["--api-base", self.api_base] if self.api_base else []
+        return flags.command(*words)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -102,9 +101,4 @@ class EvalConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EvalConfig:
         """The config stored in a run's config.json (lists back to tuples)."""
-        values = dict(data)
-        for name in ("models", "benchmarks", "strategies"):
-            values[name] = tuple(values[name])
-        values["pairs"] = tuple(tuple(pair) for pair in values.get("pairs", ()))
-        known = {f.name for f in fields(cls)}
-        return cls(**{name: value for name, value in values.items() if name in known})
+        return flags.from_dict(cls, data)

@@ -14,8 +14,8 @@ from typing import Any, Protocol
 
 import dspy
 
-from postreason_dspy.evaluation.probe import CallProbe
 from postreason_dspy.evaluation.records import ExampleRecord, Setting
+from postreason_dspy.usage import UsageCounter
 
 
 class BenchmarkLike(Protocol):
@@ -67,7 +67,7 @@ def example_record(
     bench: BenchmarkLike,
     example: dspy.Example,
     pred: dspy.Prediction | None,
-    probe: CallProbe | None,
+    counter: UsageCounter | None,
     attempts: int,
     error: Exception | None,
 ) -> ExampleRecord:
@@ -77,7 +77,7 @@ def example_record(
     failed"), so one odd answer cannot end a run. For a benchmark that withholds its text (GPQA) the
     record keeps nothing that can quote it: no inputs and no completion, the answer only when it is an
     option letter, and of a parse error or failure only its type."""
-    calls = probe.calls if probe is not None else []
+    calls = counter.calls if counter is not None else []
     group_field = getattr(bench, "macro_average_by", None)
     parse_error = pred.get("parse_error") if pred is not None else None
     completion = calls[-1].completion if calls else None

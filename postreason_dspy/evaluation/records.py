@@ -1,6 +1,7 @@
 """A run's directory: its config, one typed record per (setting, example), a summary; crash-safe writes and resume.
 
-    runs/<run-id>/config.json      the resolved config (models described, never their keys), written once
+    runs/<run-id>/config.json      the resolved config (models described, never their keys), written once,
+                                   marked {"kind": "eval"} (postreason_dspy.run_folder)
     runs/<run-id>/examples.jsonl   one `ExampleRecord` line per finished example and setting, appended as each ends
     runs/<run-id>/summary.json     statistics per setting, paired comparisons, headline figures
     runs/<run-id>/report/          `postreason report`: report.md and PNG plots
@@ -14,21 +15,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock, Timeout
-
 from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.io import JsonlLog, atomic_write_json
+from postreason_dspy.locks import exclusive
+from postreason_dspy.run_folder import CONFIG, EVAL, RunFolder, new_run_id
 from postreason_dspy.secrets import scrub, secret_values
 
-CONFIG = "config.json"
 EXAMPLES = "examples.jsonl"
 SUMMARY = "summary.json"
 REPORT_DIR = "report"
@@ -134,11 +132,6 @@ def check_record_format(document: dict[str, Any], where: str) -> None:
         )
 
 
-def new_run_id() -> str:
-    """A sortable, unique run id: the UTC time and a random suffix."""
-    return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
-
-
 @dataclass(frozen=True)
 class Compaction:
     """What `compact()` did: records kept, error records dropped (to be redone), torn or duplicate lines dropped."""
@@ -182,57 +175,36 @@ class RunStore:
     def create(
         cls, runs_dir: Path, config: dict[str, Any], run_id: str | None = None, extra_secrets: Sequence[str] = ()
     ) -> RunStore:
-        """A new run directory holding `config` and the record format; refuses to reuse an existing run's directory."""
+        """A new evaluation run folder holding `config` and the record format; refuses an existing folder."""
         run_id = run_id or new_run_id()
-        if not run_id or Path(run_id).name != run_id or run_id.startswith("."):
-            raise ConfigurationError(f"a run id must be a plain directory name, not {run_id!r}")
-        path = runs_dir / run_id
-        try:
-            path.mkdir(parents=True, exist_ok=False)
-        except FileExistsError:
-            raise ConfigurationError(
-                f"run {path} already exists: continue it with `--resume {run_id}` or choose another --run-id"
-            ) from None
-        store = cls(path, extra_secrets)
-        store.write_json(CONFIG, {"record_format": RECORD_FORMAT, **config})
+        store = cls(runs_dir / run_id, extra_secrets)  # only a path until the folder is made
+        RunFolder.create(runs_dir, EVAL, store.scrub({"record_format": RECORD_FORMAT, **config}), run_id,
+                         resume_hint=f"continue it with `--resume {run_id}` or choose another --run-id")
         store.examples_path.touch()
         return store
 
     @classmethod
     def open(cls, run: str | Path, runs_dir: Path) -> RunStore:
-        """An existing run, named by its directory or by its id under `runs_dir`; its config must be readable."""
-        for candidate in (Path(run), runs_dir / str(run)):
-            if (candidate / CONFIG).is_file():
-                store = cls(candidate)
-                store.read_config()
-                return store
-        raise ConfigurationError(f"no run {str(run)!r}: neither {run} nor {runs_dir / str(run)} holds a {CONFIG}")
+        """An existing evaluation run, named by its directory or by its id under `runs_dir`; its config must be
+        readable."""
+        store = cls(RunFolder.open(run, runs_dir, EVAL).path)
+        store.read_config()
+        return store
 
     @classmethod
     def latest(cls, runs_dir: Path) -> RunStore:
-        """The most recently started run under `runs_dir`."""
-        runs = [path for path in runs_dir.glob(f"*/{CONFIG}") if path.is_file()]
-        if not runs:
-            raise ConfigurationError(f"no runs under {runs_dir}: start one with `postreason eval`")
-        store = cls(max(runs, key=lambda path: path.stat().st_mtime).parent)
+        """The most recently started evaluation run under `runs_dir` (never a tune, fine-tuning, distillation or
+        comparison folder beside it)."""
+        store = cls(RunFolder.latest(runs_dir, EVAL).path)
         store.read_config()
         return store
 
     @contextmanager
     def lock(self) -> Iterator[None]:
         """Hold the run for one process: a second `--resume` of a running run gets a clear error, not a race."""
-        lock = FileLock(self.path / LOCK, timeout=0)
-        try:
-            lock.acquire()
-        except Timeout:
-            raise ConfigurationError(
-                f"run {self.path} is in use by another `postreason eval` (started or resumed); "
-                "wait for it to finish, or stop it, then resume"
-            ) from None
-        try:
+        with exclusive(self.path / LOCK, busy=f"run {self.path} is in use by another `postreason eval` (started or "
+                       "resumed); wait for it to finish, or stop it, then resume"):
             yield
-        finally:
-            lock.release()
 
     # ----- JSON files -----
 

@@ -3,7 +3,7 @@
 A setting runs one strategy over all its examples before the next strategy starts: a local server's
 greedy answers depend on its prompt-cache state, and interleaving strategies per example would change
 that state between them. Within a setting, examples fan out over `threads`, each example calls the
-model through its own probe (raw completion, tokens, finish reason, latency), transient LM errors are
+model through its own counted copy (raw completion, tokens, finish reason, latency), transient LM errors are
 retried with backoff, and a failure that remains is recorded on the example instead of ending the run.
 Only a dead server or a signal ends a run early: after `DEAD_SERVER_FAILURES` examples in a row could not
 connect, or after SIGINT/SIGTERM (postreason_dspy.interrupt: examples in flight finish their current LM
@@ -32,11 +32,11 @@ from postreason_dspy.benchmarks.program_file import read_program
 from postreason_dspy.errors import PostReasonError
 from postreason_dspy.evaluation.config import EvalConfig
 from postreason_dspy.evaluation.example import BenchmarkLike, example_record
-from postreason_dspy.evaluation.probe import CallProbe
 from postreason_dspy.evaluation.records import ExampleRecord, RunStore, Setting
 from postreason_dspy.evaluation.retry import RetryPolicy, is_connection_failure, with_retries
 from postreason_dspy.evaluation.summary import Summary, summarize
 from postreason_dspy.secrets import redact
+from postreason_dspy.usage import UsageCounter, counted_copy
 
 # Examples in a row whose LM calls could not connect (after their retries) before a run stops as a dead server.
 DEAD_SERVER_FAILURES = 3
@@ -216,15 +216,15 @@ class Runner:
         if self.watch.dead.is_set():
             raise _NotStarted  # the server is gone: examples still queued are left for --resume
         interrupt.check()  # stopping: examples still queued are left for --resume too
-        probes: list[CallProbe] = []
+        counters: list[UsageCounter] = []
 
         def attempt() -> dspy.Prediction:
-            probe = CallProbe(lm)
-            probes.append(probe)
-            with dspy.context(lm=probe.lm):
+            copy, counter = counted_copy(lm)
+            counters.append(counter)
+            with dspy.context(lm=copy):
                 return program(**example.inputs())
 
         pred, attempts, error = with_retries(self.retry, attempt)
-        record = example_record(setting, bench, example, pred, probes[-1] if probes else None, attempts, error)
+        record = example_record(setting, bench, example, pred, counters[-1] if counters else None, attempts, error)
         self.watch.saw(record, error is not None and is_connection_failure(error))
         return record

@@ -28,7 +28,7 @@ from postreason_dspy.evaluation.records import Compaction, RunStore
 from postreason_dspy.evaluation.retry import RetryPolicy
 from postreason_dspy.evaluation.runner import Runner
 from postreason_dspy.evaluation.summary import Summary
-from postreason_dspy.io import content_id
+from postreason_dspy.io import changed_settings, content_id, refuse_changes
 from postreason_dspy.models import describe_lm, resolve_lm, served_model_ids
 from postreason_dspy.secrets import MIN_SECRET_LENGTH, redact, url_secrets
 
@@ -162,13 +162,20 @@ def start_run(
 
 def _check_programs(store: RunStore, document: dict[str, Any], config: EvalConfig) -> None:
     """A resumed run must evaluate the very program files it started with."""
-    started = document.get("programs", {})
-    for label, now in _programs(config).items():
-        if started.get(label, {}).get("content_id") != now["content_id"]:
-            raise ConfigurationError(
-                f"program file {now['path']} ({label}) changed since run {store.run_id} started; "
-                "results of two versions would mix: start a new run instead"
-            )
+    programs = _programs(config)
+    started = {label: entry.get("content_id") for label, entry in document.get("programs", {}).items()}
+    changed = changed_settings(started, {label: entry["content_id"] for label, entry in programs.items()}, programs)
+    refuse_changes([f"{label}: {programs[label]['path']}" for label in changed],
+                   f"program files changed since run {store.run_id} started",
+                   "results of two versions would mix: start a new run instead")
+
+
+def _check_examples(store: RunStore, document: dict[str, Any], examples: dict[str, list[dspy.Example]]) -> None:
+    """A resumed run must ask the very examples it started with."""
+    started = {name: document["benchmarks"][name]["example_ids"] for name in examples}
+    now = {name: [str(example.id) for example in loaded] for name, loaded in examples.items()}
+    refuse_changes(changed_settings(started, now), f"the benchmarks no longer yield the examples run {store.run_id} "
+                   "started with", "their data changed: start a new run instead")
 
 
 def _check_served_model(
@@ -227,12 +234,7 @@ def resume_run(
         _check_served_model(store, document, lms, api_base, console)
         _check_programs(store, document, config)
         benchmarks, examples = _load(config, benchmark_factory or _default_benchmark)
-        for name, loaded in examples.items():
-            if [str(example.id) for example in loaded] != document["benchmarks"][name]["example_ids"]:
-                raise ConfigurationError(
-                    f"benchmark {name!r} no longer yields the examples run {store.run_id} started with "
-                    "(its data changed); start a new run instead"
-                )
+        _check_examples(store, document, examples)
         compaction = store.compact()
         if console is not None:
             console.print(

@@ -7,6 +7,7 @@ accuracy and comparison and counted separately; unparsable answers count as wron
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -71,6 +72,19 @@ class Paired:
     token_ratio: float | None
     latency_ratio: float | None
 
+    def reversed(self) -> Paired:
+        """The same comparison read the other way: `baseline` against `treatment` (McNemar's p is symmetric,
+        the difference and its interval change sign, the ratios invert)."""
+        low, high = self.difference_ci
+        return dataclasses.replace(
+            self, treatment=self.baseline, baseline=self.treatment,
+            treatment_accuracy=self.baseline_accuracy, baseline_accuracy=self.treatment_accuracy,
+            difference=-self.difference, difference_ci=(-high, -low),
+            relative_improvement=relative_improvement(self.baseline_accuracy, self.treatment_accuracy),
+            treatment_only=self.baseline_only, baseline_only=self.treatment_only,
+            token_ratio=_ratio(1.0, self.token_ratio), latency_ratio=_ratio(1.0, self.latency_ratio),
+        )
+
 
 @dataclass(frozen=True)
 class Headline:
@@ -110,6 +124,26 @@ class Summary:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def accuracy(self, strategy: str) -> float | None:
+        """`strategy`'s accuracy; None when it has no setting here (or no scored answer). A run that holds
+        the strategy for several models or benchmarks has no one answer: ValueError."""
+        row = _one([row for row in self.settings if row.strategy == strategy], strategy)
+        return row.accuracy if row else None
+
+    def comparison(self, treatment: str, baseline: str) -> Paired | None:
+        """`treatment` against `baseline`, however the run recorded the pair (either way round); None when
+        it did not compare them. Like `accuracy`, for a run of one model and benchmark."""
+        rows = [row if row.treatment == treatment else row.reversed() for row in self.comparisons
+                if {row.treatment, row.baseline} == {treatment, baseline}]
+        return _one(rows, f"{treatment} against {baseline}")
+
+
+def _one(rows: list[Any], what: str) -> Any:
+    """The row of the one (model, benchmark) that `rows` come from, or None; from several, any would be a guess."""
+    if len({(row.model, row.benchmark) for row in rows}) > 1:
+        raise ValueError(f"{what} was measured for several models or benchmarks: no one figure to give")
+    return rows[0] if rows else None
 
 
 def _mean(values: Iterable[float | None]) -> float | None:

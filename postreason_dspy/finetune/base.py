@@ -23,7 +23,7 @@ from postreason_dspy.local.weights import DEFAULT_MODEL, MODELS, ensure_weights,
 @dataclass(frozen=True)
 class BaseModel:
     """Where the base weights are. `gguf` is set for a GGUF file (then `folder` is its directory);
-    `local_model` names the local model it is, so `postreason local up --adapter` serves the same base."""
+    `local_model` names the local model it is, so `postreason local up --lora` serves the same base."""
 
     name: str
     folder: str

@@ -1,11 +1,11 @@
-"""The post-training check: an adapter is done only when its replies keep the program's format.
+"""The post-training check: a LoRA adapter is done only when its replies keep the program's format.
 
-The first adapter trained here opened all 200 of its post answers by repeating the input fields
+The first LoRA adapter trained here opened all 200 of its post answers by repeating the input fields
 (`[[ ## question ## ]] ...`), which no training loss showed. So after training and conversion, the
-served GGUF adapter (the weights the evaluation will use) answers a handful of held-out prompts
+served GGUF LoRA (the weights the evaluation will use) answers a handful of held-out prompts
 greedily: every reply must open with the program's first answer field marker (where the teacher's
 reply to the same prompt opened) and end at the end of turn (the model stopped, not the token limit).
-The result goes into OUT/finetune.json (`check`); `postreason local up --adapter` warns about a
+The result goes into OUT/finetune.json (`check`); `postreason local up --lora` warns about a
 failed one.
 """
 
@@ -55,7 +55,9 @@ class Reply:
 
 
 @dataclass
-class AdapterCheck:
+class LoraCheck:
+    """The check's verdict on one LoRA adapter, as OUT/finetune.json records it under `check`."""
+
     status: str  # "passed", "failed", or "not run"
     held_out: bool = True  # the prompts come from dev records the training never saw
     replies: tuple[Reply, ...] = ()
@@ -68,7 +70,7 @@ class AdapterCheck:
         if bad is None:
             return None
         failed = sum(1 for reply in self.replies if reply.problem)
-        return (f"the adapter failed its check: {failed} of {len(self.replies)} greedy replies break the format; "
+        return (f"the LoRA adapter failed its check: {failed} of {len(self.replies)} greedy replies break the format; "
                 f"the reply to {bad.id} {bad.problem}: {bad.reply[:160]!r}")
 
     def to_dict(self) -> dict[str, Any]:
@@ -80,9 +82,9 @@ def prompts(train: list[Record], dev: list[Record], count: int = CHECK_PROMPTS) 
     return (dev[:count], True) if dev else (train[:count], False)
 
 
-def check_adapter(lm: dspy.LM, records: list[Record], *, held_out: bool = True,
-                  max_tokens: int = MAX_TOKENS) -> AdapterCheck:
-    """Greedy replies of `lm` (the served adapter) to the prompts of `records`, each checked."""
+def check_lora(lm: dspy.LM, records: list[Record], *, held_out: bool = True,
+               max_tokens: int = MAX_TOKENS) -> LoraCheck:
+    """Greedy replies of `lm` (the served LoRA adapter) to the prompts of `records`, each checked."""
     replies = []
     for record in records:
         request = lm15.request_from_openai_chat({"model": lm.model, "messages": record.messages[:-1],
@@ -94,20 +96,20 @@ def check_adapter(lm: dspy.LM, records: list[Record], *, held_out: bool = True,
         replies.append(Reply(record.id, expected, response.text or "", finish,
                              reply_problem(response.text or "", finish, expected)))
     failed = any(reply.problem for reply in replies)
-    return AdapterCheck("failed" if failed else "passed", held_out, tuple(replies))
+    return LoraCheck("failed" if failed else "passed", held_out, tuple(replies))
 
 
 def check_served(out: Path, records: list[Record], *, held_out: bool, say: Callable[[str], None] = print
-                 ) -> AdapterCheck:
-    """Serve OUT's adapter on the local server (unless it already runs), check it, stop what was started."""
+                 ) -> LoraCheck:
+    """Serve OUT's LoRA adapter on the local server (unless it already runs), check it, stop what was started."""
     started = server.status() is None
     try:
-        state = server.up(adapter=out, say=say)
+        state = server.up(lora=out, say=say)
     except PostReasonError as exc:
-        return AdapterCheck("not run", held_out, reason=str(exc).splitlines()[0])
+        return LoraCheck("not run", held_out, reason=str(exc).splitlines()[0])
     try:
-        return check_adapter(resolve_lm(LOCAL, api_base=state.base_url, max_tokens=MAX_TOKENS), records,
-                             held_out=held_out)
+        return check_lora(resolve_lm(LOCAL, api_base=state.base_url, max_tokens=MAX_TOKENS), records,
+                          held_out=held_out)
     finally:
         if started:
             server.down()

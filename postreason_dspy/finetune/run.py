@@ -1,8 +1,9 @@
 """`postreason finetune` end to end: data -> LoRA training -> GGUF adapter -> records in OUT and runs/<run-id>/.
 
-OUT/finetune.json is what `postreason local up --adapter OUT` reads (postreason_dspy.local.adapter);
-runs/<run-id>/ keeps the config, the summary and the loss curve beside the evaluation runs. The
-records held out for the dev loss are listed there, and so is the post-training check (check.py).
+OUT/finetune.json is what `postreason local up --lora OUT` reads (postreason_dspy.local.lora);
+runs/<run-id>/ keeps the config (marked {"kind": "finetune"}, made before training, so a run id already
+taken is refused at once), the summary and the loss curve beside the evaluation runs. The records held out
+for the dev loss are listed there, and so is the post-training check (check.py).
 """
 
 from __future__ import annotations
@@ -13,14 +14,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from postreason_dspy.evaluation.records import new_run_id
 from postreason_dspy.finetune.base import resolve_base
-from postreason_dspy.finetune.check import CHECK_PROMPTS, AdapterCheck, check_served, prompts
+from postreason_dspy.finetune.check import CHECK_PROMPTS, LoraCheck, check_served, prompts
 from postreason_dspy.finetune.convert import convert_adapter
 from postreason_dspy.finetune.data import Record, data_file, data_hash, dev_split, read_records
 from postreason_dspy.finetune.train import StepReport, TrainConfig, TrainResult, train
 from postreason_dspy.io import atomic_path, atomic_write_json
-from postreason_dspy.local.adapter import RECORD, read_summary
+from postreason_dspy.local.lora import RECORD, read_summary
+from postreason_dspy.run_folder import FINETUNE, RunFolder, check_run_id, created
 
 
 def finetune(
@@ -43,14 +44,17 @@ def finetune(
     records = read_records(path)
     sha256 = data_hash(path)
     model = resolve_base(base, say)
+    run = record_folder(runs_dir, run_id, resume, {
+        "created": created(), "command": "postreason finetune", "argv": sys.argv[1:], "out": str(out),
+        "base": model.to_dict(), "config": asdict(config),
+        "data": {"path": str(path), "sha256": sha256, "records": len(records)}})
     trained, dev = dev_split(records, config.dev_share)
     say(f"holding out {len(dev)} of {len(records)} records for the dev loss (--dev-share {config.dev_share:g})")
     result = train(model, trained, sha256, out, config, resume=resume, dev=dev, on_step=on_step, say=say)
-    say("converting the adapter to GGUF with llama.cpp's converter")
+    say("converting the LoRA adapter to GGUF with llama.cpp's converter")
     convert_adapter(out / "adapter", out / "base", out / "adapter.gguf", say)
-    run_id = run_id or new_run_id()
     summary = {
-        "run_id": run_id,
+        "run_id": run.run_id,
         "base": model.to_dict(),
         "config": asdict(config),
         "data": {"path": str(path), "sha256": sha256, "records": len(records), "used": result.records_used,
@@ -62,14 +66,20 @@ def finetune(
     atomic_write_json(out / RECORD, summary)  # serving the adapter for the check reads it
     summary["check"] = run_check(out, trained, dev, checks, say)
     atomic_write_json(out / RECORD, summary)
-    run = runs_dir / run_id
-    atomic_write_json(run / "config.json", {"command": "postreason finetune", "argv": sys.argv[1:], "out": str(out),
-                                            "base": model.to_dict(), "config": asdict(config),
-                                            "data": summary["data"]})
-    atomic_write_json(run / "finetune.json", summary)
-    plot_losses(result.losses, run / "loss.png", f"{model.name}, loss on {config.loss}", result.dev.losses,
+    atomic_write_json(run.path / RECORD, summary)
+    plot_losses(result.losses, run.path / "loss.png", f"{model.name}, loss on {config.loss}", result.dev.losses,
                 result.dev.best_step)
     return summary
+
+
+def record_folder(runs_dir: Path, run_id: str | None, resume: bool, document: dict[str, Any]) -> RunFolder:
+    """runs/<run-id>/ for this fine-tuning: a new folder (a taken id is refused), or with `resume` the folder
+    of the run it continues, named by `run_id`."""
+    if resume and run_id:
+        check_run_id(run_id)
+        return RunFolder.ensure(runs_dir / run_id, FINETUNE, document)
+    return RunFolder.create(runs_dir, FINETUNE, document, run_id,
+                            resume_hint="continue that fine-tuning with --resume, or choose another --run-id")
 
 
 def dev_record(dev: list[Record], share: float, used: int) -> dict[str, Any]:
@@ -82,15 +92,15 @@ def run_check(out: Path, trained: list[Record], dev: list[Record], count: int,
               say: Callable[[str], None]) -> dict[str, Any]:
     """The post-training check of OUT's adapter, said in one line when it fails, as finetune.json records it."""
     if count == 0:
-        check = AdapterCheck("not run", reason="--check 0")
+        check = LoraCheck("not run", reason="--check 0")
     else:
         chosen, held_out = prompts(trained, dev, count)
-        say(f"checking the adapter: greedy replies to {len(chosen)} {'held-out' if held_out else 'training'} prompts")
+        say(f"checking the LoRA: greedy replies to {len(chosen)} {'held-out' if held_out else 'training'} prompts")
         check = check_served(out, chosen, held_out=held_out, say=say)
     if check.status == "failed":
         say(check.failure)
     elif check.status == "not run":
-        say(f"the adapter was not checked ({check.reason}): check it with --check-only")
+        say(f"the LoRA adapter was not checked ({check.reason}): check it with --check-only")
     return check.to_dict()
 
 
@@ -102,7 +112,7 @@ def recheck(data: str | Path, out: Path, count: int, runs_dir: Path, say: Callab
     trained, dev = dev_split(records, summary["config"].get("dev_share", 0.0))
     summary["check"] = run_check(out, trained, dev, count, say)
     atomic_write_json(out / RECORD, summary)
-    atomic_write_json(runs_dir / summary["run_id"] / "finetune.json", summary)
+    atomic_write_json(runs_dir / summary["run_id"] / RECORD, summary)
     return summary
 
 

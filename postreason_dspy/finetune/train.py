@@ -31,7 +31,7 @@ from postreason_dspy.finetune.checkpoint import (
 from postreason_dspy.finetune.data import LOSS_MODES, Record
 from postreason_dspy.finetune.early_stop import DevTracker, best_folder
 from postreason_dspy.finetune.masks import Encoded, encode
-from postreason_dspy.io import atomic_write_json
+from postreason_dspy.io import atomic_write_json, changed_settings, refuse_changes
 
 TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 # What must match for a checkpoint to be continued (epochs and max_steps may change between runs).
@@ -311,13 +311,8 @@ def _progress(result: TrainResult) -> dict[str, Any]:
 
 
 def _check_resumable(state: dict[str, Any], config: TrainConfig, data_sha256: str, base: BaseModel) -> None:
-    if state.get("data_sha256") != data_sha256:
-        raise ConfigurationError("the checkpoint was trained on other data (its sha256 differs): use another --out")
-    if state.get("base") != base.to_dict():
-        raise ConfigurationError(f"the checkpoint was trained on base {state.get('base', {}).get('name')!r}, "
-                                 f"not {base.name!r}")
-    saved = state.get("config", {})
-    changed = [key for key in RESUME_KEYS if saved.get(key) != getattr(config, key)]
-    if changed:
-        raise ConfigurationError(f"the checkpoint was trained with other settings ({', '.join(changed)}): "
-                                 "resume with the same ones, or use another --out")
+    """A checkpoint goes on only with the data (by sha256), base model and `RESUME_KEYS` it was trained with."""
+    now = {"data": data_sha256, "base": base.to_dict(), **{key: getattr(config, key) for key in RESUME_KEYS}}
+    started = {"data": state.get("data_sha256"), "base": state.get("base"), **state.get("config", {})}
+    refuse_changes(changed_settings(started, now, now), "the checkpoint was trained with other settings",
+                   "resume with the same ones, or use another --out")

@@ -7,7 +7,6 @@ small CPU slow each other down many times over, so `up` and `down` hold a file l
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import signal
@@ -24,10 +23,11 @@ from pathlib import Path
 
 from postreason_dspy.errors import ConfigurationError, LocalServerError
 from postreason_dspy.io import atomic_write_json
-from postreason_dspy.local.adapter import adapter_target
+from postreason_dspy.local.lora import lora_target
 from postreason_dspy.local.paths import home, tail
 from postreason_dspy.local.runtime import ensure_runtime
 from postreason_dspy.local.weights import DEFAULT_MODEL, ensure_weights, model_spec
+from postreason_dspy.locks import exclusive
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -44,7 +44,7 @@ class ServerState:
     model: str
     gguf: str
     log: str
-    adapter: str | None = None  # a GGUF LoRA applied on top of `gguf`
+    lora: str | None = None  # a GGUF LoRA adapter applied on top of `gguf`
 
     @property
     def base_url(self) -> str:
@@ -82,14 +82,16 @@ def read_state() -> ServerState | None:
     try:
         data = json.loads(state_file().read_text())
         data.pop("base_url", None)  # derived from the port; stored for other tools to read
+        if "adapter" in data:  # the field's name before "lora" (a server started by an older version)
+            data["lora"] = data.pop("adapter")
         return ServerState(**data)
     except (FileNotFoundError, json.JSONDecodeError, TypeError):
         return None
 
 
 def write_state(state: ServerState) -> None:
-    """Atomically, so a reader never sees half a file; `adapter` only when one is served."""
-    fields = {key: value for key, value in asdict(state).items() if key != "adapter" or value is not None}
+    """Atomically, so a reader never sees half a file; `lora` only when one is served."""
+    fields = {key: value for key, value in asdict(state).items() if key != "lora" or value is not None}
     atomic_write_json(state_file(), {**fields, "base_url": state.base_url})
 
 
@@ -155,8 +157,7 @@ def status() -> ServerState | None:
 @contextmanager
 def _exclusive() -> Iterator[None]:
     """One `up`/`down` at a time on this machine, so two callers never start two servers."""
-    with (home() / "server.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with exclusive(home() / "server.lock"):
         yield
 
 
@@ -165,12 +166,12 @@ def up(
     port: int | None = None,
     say: Callable[[str], None] = print,
     timeout: float = START_TIMEOUT_S,
-    adapter: Path | None = None,
+    lora: Path | None = None,
 ) -> ServerState:
-    """Make sure a server for `model` (or for `adapter`, a `postreason finetune` output on its base)
+    """Make sure a server for `model` (or for `lora`, a `postreason finetune` output folder, on its base)
     is running and answering; install what is missing first."""
     spec = model_spec(model)
-    target = adapter_target(adapter, say) if adapter is not None else None
+    target = lora_target(lora, say) if lora is not None else None
     name = target.name if target else spec.name
     port = None if port is None else check_port(port, "port")
     fallback = default_port()  # a bad POSTREASON_LOCAL_PORT is refused even while a server runs
@@ -207,7 +208,7 @@ def _start(
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
     state = ServerState(
-        pid=process.pid, port=port, model=model, gguf=str(gguf), log=str(log), adapter=str(lora) if lora else None
+        pid=process.pid, port=port, model=model, gguf=str(gguf), log=str(log), lora=str(lora) if lora else None
     )
     write_state(state)  # before waiting: an interrupted `up` still leaves the process findable
     say(f"starting the llama.cpp server for {model} on {state.base_url} (pid {process.pid}, log {log})")

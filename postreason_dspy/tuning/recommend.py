@@ -7,7 +7,9 @@ beat what it started from, not match it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+
+from postreason_dspy.formatting import p_value as p_text
 
 OPTIONS: tuple[str, ...] = ("direct", "untuned", "tuned")  # in order of preference on a tie
 WORDING = {"direct": "direct answer", "untuned": "untuned post-reasoning", "tuned": "tuned post-reasoning"}
@@ -16,15 +18,18 @@ TUNED_WORDING = {"post": WORDING["tuned"], "direct": "tuned direct answer (the s
 
 
 SIGNIFICANCE = 0.05
+# McNemar's p on test of two options, in either order (the test is symmetric); None when not measured.
+PValue = Callable[[str, str], float | None]
 
 
 def recommend(
     dev: Mapping[str, float | None], test: Mapping[str, float | None],
-    p_values: Mapping[str, float | None] | None = None, tuned_format: str = "post",
+    p_value: PValue | None = None, tuned_format: str = "post",
 ) -> dict[str, object]:
     """The dev-chosen option, and whether test agrees: its test accuracy is the best of the three (ties
     allowed), and `significant_on_test` says whether it beat each other option at McNemar p < 0.05
-    (`p_values` keyed "a_vs_b"). A point estimate alone is not a confirmation, so the text says which.
+    (`p_value(a, b)`, e.g. from `Summary.comparison`). A point estimate alone is not a confirmation, so the
+    text says which.
     `tuned_format` is the tuned program's answer format ("direct" when a direct candidate won the search),
     which the text names."""
     scored = [name for name in OPTIONS if dev.get(name) is not None]
@@ -34,7 +39,7 @@ def recommend(
     best = max(scored, key=lambda name: (dev[name], -OPTIONS.index(name)))
     on_test = {name: test.get(name) for name in OPTIONS if test.get(name) is not None}
     confirmed = None if best not in on_test else all(on_test[best] >= value for value in on_test.values())
-    others = {name: _p(p_values or {}, best, name) for name in on_test if name != best}
+    others = {name: p_value(best, name) if p_value else None for name in on_test if name != best}
     significant = None
     if confirmed is not None and others and all(value is not None for value in others.values()):
         significant = confirmed and all(value < SIGNIFICANCE for value in others.values())
@@ -42,7 +47,7 @@ def recommend(
     if confirmed and significant is False:
         verdict = "best on test, but not significantly"
     if confirmed is not None and significant is not None:
-        verdict += " (McNemar p " + ", ".join(f"{value:.3g} vs {name}" for name, value in others.items()) + ")"
+        verdict += " (McNemar p " + ", ".join(f"{p_text(value)} vs {name}" for name, value in others.items()) + ")"
     wording = {**WORDING, "tuned": TUNED_WORDING[tuned_format]}
     figures = f"dev {dev[best]:.1%}" + (f", test {on_test[best]:.1%}" if best in on_test else "")
     return {
@@ -52,8 +57,3 @@ def recommend(
         "recommendation_text": f"{wording[best]} (chosen on dev: {figures}; {verdict})",
     }
 
-
-def _p(p_values: Mapping[str, float | None], a: str, b: str) -> float | None:
-    """McNemar's p for a pair, whichever way round it was recorded (the test is symmetric)."""
-    value = p_values.get(f"{a}_vs_{b}")
-    return p_values.get(f"{b}_vs_{a}") if value is None else value

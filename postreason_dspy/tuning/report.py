@@ -16,10 +16,12 @@ from rich.table import Table
 from postreason_dspy.formatting import p_value, pct
 from postreason_dspy.io import JsonlLog, atomic_path, atomic_write_text
 from postreason_dspy.optimizers.post_reason_search import TRIALS
-from postreason_dspy.tuning.run import PROGRAM, SUMMARY, is_tune_run
+from postreason_dspy.run_folder import TUNE, RunFolder
+from postreason_dspy.tuning.controls import DIRECT_DEMOS
+from postreason_dspy.tuning.recommend import OPTIONS
+from postreason_dspy.tuning.run import PROGRAM, SUMMARY, p_key
 
 REPORT_DIR = "report"
-OPTIONS = ("direct", "untuned", "tuned")
 
 
 def _short(text: Any, limit: int = 160) -> str:
@@ -88,14 +90,16 @@ def model_markdown(run: Path, model: str, row: dict[str, Any], plot: Path | None
     lines.append(f"| test ({row['test_size']} q) | " + " | ".join(pct(row["test"].get(k)) for k in OPTIONS) + " |")
     if row["test"].get("cot") is not None:
         lines.append(f"\nchain-of-thought on test: {pct(row['test']['cot'])}")
-    p = row["p_values"]
-    if row["test"].get("direct_demos") is not None:
+
+    def p(a: str, b: str) -> str:  # runs from before the demos control lack its p-values
+        return p_value(row["p_values"].get(p_key(a, b)))
+
+    if row["test"].get(DIRECT_DEMOS) is not None:
         lines.append(f"\ndirect answer with the tuned program's demos (justifications dropped) on test: "
-                     f"{pct(row['test']['direct_demos'])}; McNemar p tuned vs it "
-                     f"{p_value(p.get('tuned_vs_direct_demos'))}, "
-                     f"it vs direct {p_value(p.get('direct_demos_vs_direct'))}")
-    lines += ["", f"McNemar p on test: tuned vs untuned {p_value(p['tuned_vs_untuned'])}, tuned vs direct "
-              f"{p_value(p['tuned_vs_direct'])}, untuned vs direct {p_value(p['untuned_vs_direct'])}.", "",
+                     f"{pct(row['test'][DIRECT_DEMOS])}; McNemar p tuned vs it {p('tuned', DIRECT_DEMOS)}, "
+                     f"it vs direct {p(DIRECT_DEMOS, 'direct')}")
+    lines += ["", f"McNemar p on test: tuned vs untuned {p('tuned', 'untuned')}, tuned vs direct "
+              f"{p('tuned', 'direct')}, untuned vs direct {p('untuned', 'direct')}.", "",
               f"Tuning: {row['trials']} trials ({row['duplicates']} duplicates not re-scored; stopped: "
               f"{row['stopped']}), {row['tuning_lm_calls']} LM calls, {row['tuning_tokens']['input']} input and "
               f"{row['tuning_tokens']['output']} output tokens, {row['tuning_minutes']} minutes. "
@@ -147,8 +151,8 @@ def render_tune_summary(summary: dict[str, Any], console: Console) -> None:
         table.add_row(escape(model), f"dev (n={row['dev_size']})", *(pct(row["dev"].get(k)) for k in
                       ("direct", "untuned", "tuned")), "", "", str(row["tuning_lm_calls"]), str(row["tuning_minutes"]))
         table.add_row("", f"test (n={row['test_size']})", *(pct(row["test"].get(k)) for k in
-                      ("direct", "untuned", "tuned")), p_value(row["p_values"]["tuned_vs_untuned"]),
-                      p_value(row["p_values"]["tuned_vs_direct"]), "", "")
+                      ("direct", "untuned", "tuned")), p_value(row["p_values"][p_key("tuned", "untuned")]),
+                      p_value(row["p_values"][p_key("tuned", "direct")]), "", "")
     console.print(table)
     for model, row in summary["models"].items():
         console.print(f"[bold]{escape(model)}[/]: use {escape(row['recommendation_text'])}", highlight=False)
@@ -158,12 +162,7 @@ def render_tune_summary(summary: dict[str, Any], console: Console) -> None:
 
 def tune_run_path(run: str | Path | None, runs_dir: Path) -> Path | None:
     """The tune run that `run` names (an id under `runs_dir` or a directory), or None if it names none."""
-    if run is None:
-        return None
-    for candidate in (Path(run), runs_dir / str(run)):
-        if is_tune_run(candidate):
-            return candidate
-    return None
+    return None if run is None else RunFolder.locate(run, runs_dir, TUNE)
 
 
 def report_tune_run(

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import shlex
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
@@ -28,30 +27,32 @@ from typing import Any
 
 import dspy
 
-from postreason_dspy.adapters import adapter_name
+from postreason_dspy import flags
 from postreason_dspy.benchmarks import get_benchmark
 from postreason_dspy.benchmarks.program_file import save_program
 from postreason_dspy.errors import ConfigurationError
-from postreason_dspy.evaluation import EvalConfig, RunStore, resume_run, start_run
-from postreason_dspy.evaluation.records import new_run_id
+from postreason_dspy.evaluation import EvalConfig, RunStore, Summary, resume_run, start_run
+from postreason_dspy.flags import setting
 from postreason_dspy.io import JsonlLog, atomic_write_json, json_id
 from postreason_dspy.models import resolve_lm
 from postreason_dspy.optimizers import PostReasonSearch
-from postreason_dspy.optimizers.demos import DEMO_STYLES
-from postreason_dspy.optimizers.post_reason_search import PRUNERS, SELECTIONS, TRIALS
+from postreason_dspy.optimizers.post_reason_search import TRIALS
 from postreason_dspy.optimizers.scoring import score_program
-from postreason_dspy.optimizers.space import rationale_variant
+from postreason_dspy.optimizers.settings import SearchSettings
 from postreason_dspy.optimizers.study import check_storage, default_study_name
+from postreason_dspy.run_folder import EVAL, TUNE, RunFolder, created, folder_kind, new_run_id
 from postreason_dspy.secrets import redact
 from postreason_dspy.tuning.controls import DIRECT_DEMOS, DIRECT_DEMOS_FILE, direct_with_demos
 from postreason_dspy.tuning.recommend import recommend
 
-TUNE = "tune.json"
 SUMMARY = "summary.json"
 PROGRAM = "program.json"
 DEV = "dev.json"
 TEST_RUN = "test"
 TUNABLE = ("post", "post_full")
+# The option pairs whose McNemar p on test summary.json records per model, under `p_key` (reports read them).
+P_PAIRS = (("tuned", "untuned"), ("tuned", "direct"), ("untuned", "direct"), ("tuned", DIRECT_DEMOS),
+           (DIRECT_DEMOS, "direct"))
 
 LMFactory = Callable[..., dspy.LM]
 TrialCallback = Callable[[Any, dict[str, Any]], None]
@@ -59,39 +60,50 @@ TrialCallback = Callable[[Any, dict[str, Any]], None]
 SearchProgress = Callable[[str], AbstractContextManager[TrialCallback | None]]
 
 
+# A tune's search, unless its flags change it: more demo styles and an automatic number of demo sets than
+# the library's default (`SearchSettings()`), and 16 trials.
+TUNE_SEARCH = SearchSettings(num_trials=16, num_demo_sets=None, demo_styles=("justified", "bare"))
+# tune.json before the search's settings were a field of their own held them flat, some under these names.
+_FLAT_NAMES = {"trials": "num_trials", "max_demos": "max_bootstrapped_demos", "proposals": "num_proposals"}
+
+
 @dataclass(frozen=True)
 class TuneConfig:
-    """What a tune run does; stored in tune.json so `--resume` continues with the same settings."""
+    """What a tune run does; stored in tune.json so `--resume` continues with the same settings.
+
+    Each flagged field is an option of `postreason tune` (`postreason_dspy.flags`), and so are the fields of
+    `search`, what `PostReasonSearch` is given; `seed` is the search's and orders the splits too."""
 
     models: tuple[str, ...]
     benchmark: str
-    program_strategy: str = "post"
-    trials: int = 16
-    train_size: int | None = 40
-    dev_size: int | None = 50
-    limit: int | None = 200
-    num_demo_sets: int | None = None  # None: as many as the budget can try
-    max_demos: int = 3
-    demo_styles: tuple[str, ...] = ("justified", "bare")
-    direct_candidate: bool = True
-    storage: str | None = None
-    study: str | None = None
-    max_lm_calls: int | None = None
-    with_cot: bool = False
-    with_direct_demos: bool = False
-    seed: int = 0
+    program_strategy: str = setting("post", flag="--program-strategy", choices=TUNABLE, help="the program tuned")
+    train_size: int | None = setting(40, flag="--train-size", none="all",
+                                     help="training questions demos are drawn from")
+    dev_size: int | None = setting(50, flag="--dev-size", none="all", help="dev questions candidates are scored on")
+    limit: int | None = setting(200, flag="--limit", none="all",
+                                help="held-out test questions of the final comparison")
+    search: SearchSettings = TUNE_SEARCH
+    direct_candidate: bool = setting(
+        True, flag="--no-direct-candidate", help="race post-reasoning candidates only (default: a direct answer "
+        "with each demo set races too, so the recommendation may be a direct program)")
+    storage: str | None = setting(
+        None, flag="--storage", metavar="URL", resumable=True, help="an Optuna storage shared by several "
+        "machines, e.g. postgresql://user@host/db (default: an SQLite file in the run folder); with --resume, "
+        "the URL again when it holds a password (tune.json does not keep it)")
+    study: str | None = setting(
+        None, flag="--study", metavar="NAME", help="the study's name in --storage (default: derived from "
+        "benchmark, model, program, splits and seed, so every worker finds the same study)")
+    with_cot: bool = setting(False, flag="--with-cot", help="also evaluate chain-of-thought on test")
+    with_direct_demos: bool = setting(
+        False, flag="--with-direct-demos", help="also evaluate on test a direct answer given the tuned program's "
+        "demos (without their justifications): separates the demos' share of the gain from post-reasoning's")
+    prompt_model: str | None = setting(
+        None, flag="--prompt-model", metavar="M", help="the model that proposes wordings for --propose "
+        "(default: the model being tuned)")
     api_base: str | None = None
     max_tokens: int = 512
     temperature: float = 0.0
     data: str | None = None
-    # Opt-in search dimensions and efficiency (see PostReasonSearch); the defaults search what it always did.
-    adapters: tuple[str, ...] = ()
-    rationale_fields: tuple[str, ...] = ()
-    proposals: int = 0
-    prompt_model: str | None = None
-    minibatch: int | None = None
-    pruner: str = "bound"
-    select: str = "best"
 
     def __post_init__(self) -> None:
         if not self.models or len(set(self.models)) != len(self.models):
@@ -99,8 +111,6 @@ class TuneConfig:
         if self.program_strategy not in TUNABLE:
             raise ConfigurationError(f"--program-strategy must be one of {', '.join(TUNABLE)}, "
                                      f"not {self.program_strategy!r}")
-        if self.trials < 1:
-            raise ConfigurationError(f"--trials must be 1 or more, not {self.trials}")
         for name in ("train_size", "dev_size", "limit"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -109,71 +119,34 @@ class TuneConfig:
             raise ConfigurationError("--study names one study: tune one --model per run with it")
         if self.study and not self.storage:
             raise ConfigurationError("--study needs --storage (the run folder's own study is named for you)")
-        object.__setattr__(self, "adapters", tuple(dict.fromkeys(adapter_name(a) for a in self.adapters)))
-        if not self.demo_styles or set(self.demo_styles) - set(DEMO_STYLES):
-            raise ConfigurationError(f"--demo-styles must be some of {', '.join(DEMO_STYLES)}")
-        if self.num_demo_sets is not None and self.num_demo_sets < 0:
-            raise ConfigurationError(f"--demo-sets must be 0 or more, or auto, not {self.num_demo_sets}")
-        if self.pruner == "halving" and self.minibatch is None:
-            raise ConfigurationError("--pruner halving races candidates on minibatches: give --minibatch K")
-        try:
-            for name in self.rationale_fields:
-                rationale_variant(name)
-        except ValueError as exc:
-            raise ConfigurationError(f"--rationale-fields: {exc}") from None
-        if self.proposals < 0 or (self.minibatch is not None and self.minibatch < 1):
-            raise ConfigurationError("--propose must be 0 or more and --minibatch 1 or more")
-        if self.prompt_model and not self.proposals:
+        if self.prompt_model and not self.search.num_proposals:
             raise ConfigurationError("--prompt-model proposes wordings: give --propose N as well")
-        if self.select not in SELECTIONS or self.pruner not in PRUNERS:
-            raise ConfigurationError(f"--select must be one of {', '.join(SELECTIONS)} and --pruner one of "
-                                     f"{', '.join(PRUNERS)}")
+
+    @property
+    def seed(self) -> int:
+        return self.search.seed
 
     @property
     def tuned_label(self) -> str:
         return f"{self.program_strategy}_tuned"
 
     def command(self) -> str:
-        parts = ["postreason", "tune", *[f"--model {shlex.quote(m)}" for m in self.models]]
-        parts.append(f"--benchmark {self.benchmark} --program-strategy {self.program_strategy} --trials {self.trials}")
-        parts.append(f"--train-size {self.train_size or 'all'} --dev-size {self.dev_size or 'all'} "
-                     f"--limit {self.limit or 'all'} --seed {self.seed}")
-        parts.append(f"--demo-sets {'auto' if self.num_demo_sets is None else self.num_demo_sets} "
-                     f"--max-demos {self.max_demos} --demo-styles {','.join(self.demo_styles)}")
-        if not self.direct_candidate:
-            parts.append("--no-direct-candidate")
-        if self.storage:
-            parts.append(f"--storage {shlex.quote(redact(self.storage))}")
-        if self.study:
-            parts.append(f"--study {shlex.quote(self.study)}")
-        if self.max_lm_calls:
-            parts.append(f"--max-lm-calls {self.max_lm_calls}")
-        if self.with_cot:
-            parts.append("--with-cot")
-        if self.with_direct_demos:
-            parts.append("--with-direct-demos")
-        if self.adapters:
-            parts.append(f"--adapters {','.join(self.adapters)}")
-        if self.rationale_fields:
-            parts.append(f"--rationale-fields {','.join(self.rationale_fields)}")
-        if self.proposals:
-            parts.append(f"--propose {self.proposals}")
-        if self.prompt_model:
-            parts.append(f"--prompt-model {shlex.quote(self.prompt_model)}")
-        if self.minibatch:
-            parts.append(f"--minibatch {self.minibatch} --pruner {self.pruner}")
-        if self.select != "best":
-            parts.append(f"--select {self.select}")
-        return " ".join(parts)
+        """The `postreason tune` command line that starts this run (a storage's password redacted)."""
+        words = ["postreason", "tune", *(word for model in self.models for word in ("--model", model)),
+                 "--benchmark", self.benchmark, *flags.command_words(self)]
+        words += ["--data", self.data] if self.data else []
+        words += ["--api-base", self.api_base] if self.api_base else []
+        return flags.command(*words)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TuneConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        values = {key: value for key, value in data.items() if key in known}
-        for name in ("models", "adapters", "rationale_fields", "demo_styles"):
-            if name in values:
-                values[name] = tuple(values[name])
-        return cls(**values)
+        """The config tune.json holds, also as written before `search` was a field of its own (flat)."""
+        if "search" not in data:
+            names = {field.name for field in dataclasses.fields(SearchSettings)}
+            flat = {_FLAT_NAMES.get(key, key): value for key, value in data.items()}
+            data = {key: value for key, value in flat.items() if key not in names}
+            data["search"] = {key: value for key, value in flat.items() if key in names}
+        return flags.from_dict(cls, data)
 
 
 def withheld_note(bench: Any) -> str:
@@ -190,7 +163,12 @@ def model_slug(model: str) -> str:
 
 
 def is_tune_run(path: Path) -> bool:
-    return (path / TUNE).is_file()
+    return folder_kind(path) == TUNE
+
+
+def p_key(a: str, b: str) -> str:
+    """The key of option a against option b in summary.json's `p_values`."""
+    return f"{a}_vs_{b}"
 
 
 class TuneRun:
@@ -213,40 +191,32 @@ class TuneRun:
 
     @classmethod
     def create(cls, runs_dir: Path, config: TuneConfig, run_id: str | None = None, **kwargs: Any) -> TuneRun:
+        """A new tune run folder holding tune.json; a bad storage, benchmark or data file fails before it is made."""
         run_id = run_id or new_run_id()
-        if not run_id or Path(run_id).name != run_id or run_id.startswith("."):
-            raise ConfigurationError(f"a run id must be a plain directory name, not {run_id!r}")
-        path = runs_dir / run_id
-        if path.exists():
-            raise ConfigurationError(f"run {path} already exists: continue it with `postreason tune --resume {run_id}`")
-        run = cls(path, config, **kwargs)
-        if config.storage:  # a bad storage, benchmark or data file fails before any directory is made
+        if config.storage:
             check_storage(config.storage)
-        run._splits()
+        cls(runs_dir / run_id, config, **kwargs)._splits()
         settings = asdict(config)
         if settings["storage"]:
             settings["storage"] = redact(settings["storage"])
-        atomic_write_json(path / TUNE, {
-            "kind": "tune", "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "command": config.command(), "config": settings,
+        folder = RunFolder.create(runs_dir, TUNE, {
+            "created": created(), "command": config.command(), "config": settings,
             "storage_password_withheld": settings["storage"] != config.storage,
-        })
-        return run
+        }, run_id, resume_hint=f"continue it with `postreason tune --resume {run_id}`")
+        return cls(folder.path, config, **kwargs)
 
     @classmethod
     def open(cls, run: str | Path, runs_dir: Path, storage: str | None = None, **kwargs: Any) -> TuneRun:
         """An existing tune run; `storage` gives back a storage URL whose password tune.json does not keep."""
-        for candidate in (Path(run), runs_dir / str(run)):
-            if (candidate / TUNE).is_file():
-                document = json.loads((candidate / TUNE).read_text(encoding="utf-8"))
-                config = TuneConfig.from_dict(document["config"])
-                if storage:
-                    config = dataclasses.replace(config, storage=storage)
-                elif document.get("storage_password_withheld"):
-                    raise ConfigurationError("this run's storage URL had a password, which is not stored: "
-                                             "give the URL again with --storage")
-                return cls(candidate, config, **kwargs)
-        raise ConfigurationError(f"no tune run {str(run)!r}: neither {run} nor {runs_dir / str(run)} holds {TUNE}")
+        folder = RunFolder.open(run, runs_dir, TUNE)
+        document = json.loads(folder.config_path.read_text(encoding="utf-8"))
+        config = TuneConfig.from_dict(document["config"])
+        if storage:
+            config = dataclasses.replace(config, storage=storage)
+        elif document.get("storage_password_withheld"):
+            raise ConfigurationError("this run's storage URL had a password, which is not stored: "
+                                     "give the URL again with --storage")
+        return cls(folder.path, config, **kwargs)
 
     # ----- the steps -----
 
@@ -286,19 +256,12 @@ class TuneRun:
             train=[str(ex.id) for ex in train], dev=[str(ex.id) for ex in dev], seed=config.seed,
         )
         untuned = bench.program(config.program_strategy)
-        num_demo_sets, max_demos, proposals = (0, 0, 0) if bench.withhold_text else (
-            config.num_demo_sets, config.max_demos, config.proposals)
+        settings = config.search.withholding_text() if bench.withhold_text else config.search
         prompt_lm = self.lm_factory(config.prompt_model, api_base=config.api_base, max_tokens=config.max_tokens,
                                     temperature=config.temperature, cache=False) if config.prompt_model else None
         with self.progress(model) as on_trial, dspy.context(lm=lm):
-            search = PostReasonSearch(
-                bench.metric, num_trials=config.trials, num_demo_sets=num_demo_sets,
-                max_bootstrapped_demos=max_demos, seed=config.seed, storage=config.storage, study_name=study,
-                run_dir=folder, max_lm_calls=config.max_lm_calls, aggregate=bench.accuracy, on_trial=on_trial,
-                adapters=config.adapters, rationale_fields=config.rationale_fields, num_proposals=proposals,
-                prompt_model=prompt_lm, minibatch=config.minibatch, pruner=config.pruner, select=config.select,
-                withhold_text=bench.withhold_text, demo_styles=config.demo_styles,
-            )
+            search = PostReasonSearch(bench.metric, settings, storage=config.storage, study_name=study, run_dir=folder,
+                                      aggregate=bench.accuracy, on_trial=on_trial, prompt_model=prompt_lm)
             direct_program = bench.program("direct") if config.direct_candidate else None
             best = search.compile(untuned, trainset=train, valset=dev, direct=direct_program)
             direct = self._direct_on_dev(folder, bench, dev)
@@ -339,7 +302,7 @@ class TuneRun:
         atomic_write_json(path, result)
         return result
 
-    def _test(self, model: str, folder: Path, program_path: Path) -> dict[str, Any]:
+    def _test(self, model: str, folder: Path, program_path: Path) -> Summary:
         """The held-out comparison through the evaluation harness (resumed if an earlier session began it)."""
         config = self.config
         strategies = ("direct", config.program_strategy, *(("cot",) if config.with_cot else ()))
@@ -356,47 +319,42 @@ class TuneRun:
             temperature=config.temperature, api_base=config.api_base,
             data={config.benchmark: config.data} if config.data else {},
         )
-        if (folder / TEST_RUN / "config.json").is_file():
+        if folder_kind(folder / TEST_RUN) == EVAL:
             store = RunStore.open(folder / TEST_RUN, folder)
             _, summary = resume_run(store, api_base=config.api_base, lm_factory=self.lm_factory, console=self.console)
         else:
             store, summary = start_run(eval_config, folder, run_id=TEST_RUN, lm_factory=self.lm_factory,
                                        console=self.console)
-        return summary.to_dict()
+        return summary
 
     def _model_summary(
         self, model: str, folder: Path, record: dict[str, Any], direct: dict[str, Any],
-        dev_scores: dict[str, float | None], test: dict[str, Any], train: list, dev: list,
+        dev_scores: dict[str, float | None], test: Summary, train: list, dev: list,
     ) -> dict[str, Any]:
         config = self.config
         labels = {"direct": "direct", "untuned": config.program_strategy, "tuned": config.tuned_label,
                   DIRECT_DEMOS: DIRECT_DEMOS}
-        accuracy = {name: next((s["accuracy"] for s in test["settings"] if s["strategy"] == label), None)
-                    for name, label in labels.items()}
+        accuracy = {name: test.accuracy(label) for name, label in labels.items()}
         if config.with_cot:
-            accuracy["cot"] = next((s["accuracy"] for s in test["settings"] if s["strategy"] == "cot"), None)
+            accuracy["cot"] = test.accuracy("cot")
 
-        def p(treatment: str, baseline: str) -> float | None:
-            row = next((c for c in test["comparisons"] if c["treatment"] == labels[treatment]
-                        and c["baseline"] == labels[baseline]), None)
-            return row["p_value"] if row else None
+        def p(a: str, b: str) -> float | None:
+            row = test.comparison(labels[a], labels[b])
+            return row.p_value if row else None
 
         trials, _ = _trial_lines(folder)
         seconds = sum(line.get("seconds") or 0 for line in trials) + direct.get("seconds", 0)
         seconds += (record.get("bootstrap") or {}).get("seconds", 0)
-        p_values = {"tuned_vs_untuned": p("tuned", "untuned"), "tuned_vs_direct": p("tuned", "direct"),
-                    "untuned_vs_direct": p("untuned", "direct"),
-                    f"tuned_vs_{DIRECT_DEMOS}": p("tuned", DIRECT_DEMOS),
-                    f"{DIRECT_DEMOS}_vs_direct": p(DIRECT_DEMOS, "direct")}
+        p_values = {p_key(a, b): p(a, b) for a, b in P_PAIRS}
         tuned_format = record["best"].get("format", "post")
-        choice = recommend(dev_scores, accuracy, p_values, tuned_format=tuned_format)
+        choice = recommend(dev_scores, accuracy, p, tuned_format=tuned_format)
         return {
             "model": model,
             "folder": folder.name,
             "study": record["study_name"],
             "train_size": len(train),
             "dev_size": len(dev),
-            "test_size": test["settings"][0]["scored"] if test["settings"] else 0,
+            "test_size": test.settings[0].scored if test.settings else 0,
             "trials": record["counted"],
             "stopped": record["stopped"],
             "duplicates": record["duplicates"],

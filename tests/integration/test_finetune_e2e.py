@@ -85,9 +85,9 @@ def test_a_few_steps_lower_the_loss_and_the_converted_adapter_is_served(tmp_path
     assert check["replies"] and all(reply["reply"] is not None for reply in check["replies"])
     assert server.status() is None  # the check stopped the server it started
 
-    state = server.up(port=free_port(), adapter=out, say=lambda _: None)
+    state = server.up(port=free_port(), lora=out, say=lambda _: None)
     try:
-        assert state.adapter == str((out / "adapter.gguf").resolve()) and "+lora-" in state.model
+        assert state.lora == str((out / "adapter.gguf").resolve()) and "+lora-" in state.model
         request = urllib.request.Request(
             f"{state.base_url}/chat/completions",
             data=json.dumps({

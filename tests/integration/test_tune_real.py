@@ -4,19 +4,21 @@ bootstrapped from the model's own correct answers, and the held-out comparison i
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from postreason_dspy.io import JsonlLog
 from postreason_dspy.optimizers.demos import read_demo_sets
 from postreason_dspy.tuning import TuneConfig, TuneRun
+from postreason_dspy.tuning.run import TUNE_SEARCH
 
 pytestmark = pytest.mark.integration
 
 
 def test_tune_on_the_real_model_end_to_end(tmp_path, real_lm):
-    config = TuneConfig(models=("real",), benchmark="commonsense_qa", trials=3, train_size=6, dev_size=5,
-                        limit=5, num_demo_sets=1, max_demos=2)
+    config = TuneConfig(models=("real",), benchmark="commonsense_qa", train_size=6, dev_size=5, limit=5,
+                        search=replace(TUNE_SEARCH, num_trials=3, num_demo_sets=1, max_bootstrapped_demos=2))
     run = TuneRun.create(tmp_path, config, "real", lm_factory=lambda *a, **k: real_lm)
     row = run.run()["models"]["real"]
     folder = run.path / "real"

@@ -28,9 +28,9 @@ from postreason_dspy.distill.card import Provenance
 from postreason_dspy.distill.filters import COPY_THRESHOLD
 from postreason_dspy.distill.leakage import LeakageGuard
 from postreason_dspy.distill.origin import official_test_origin, overlap_warning
-from postreason_dspy.distill.run import DistillStats
+from postreason_dspy.distill.run import DistillStats, distill_folder
 from postreason_dspy.errors import ConfigurationError
-from postreason_dspy.io import settings_changed
+from postreason_dspy.io import refuse_changes, settings_changed
 from postreason_dspy.models import describe_lm
 
 SETTINGS_FILE = "distill.json"
@@ -56,11 +56,10 @@ class DistillJob:
 
 
 def check_settings(out: Path, settings: dict[str, Any]) -> None:
-    """One folder holds one distillation: refuse to mix another program or setting into it."""
-    if changed := settings_changed(out / SETTINGS_FILE, settings):
-        raise ConfigurationError(
-            f"{out} holds a distillation with other settings ({', '.join(changed)} differ); use another --out"
-        )
+    """One folder holds one distillation: refuse to mix another program or setting (or another run) into it."""
+    distill_folder(out)
+    refuse_changes(settings_changed(out / SETTINGS_FILE, settings), f"{out} holds a distillation with other settings",
+                   "use another --out")
 
 
 def teacher_name(model: str, lm: dspy.LM) -> str:
