@@ -19,8 +19,8 @@ from collections.abc import Sequence
 import dspy
 
 from postreason_dspy import DEFAULT_INSTRUCTION, PostReason
-from postreason_dspy.usage import Usage, counting
 from postreason_dspy.signatures import post_reason_signature
+from postreason_dspy.usage import Usage, counting
 
 RationaleVariant = tuple[str, str]  # (field name, description)
 

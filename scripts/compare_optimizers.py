@@ -60,6 +60,7 @@ from postreason_dspy.optimizers.scoring import UNPARSED_ERRORS, Metric
 from postreason_dspy.optimizers.settings import PRUNERS
 from postreason_dspy.run_folder import COMPARE, EVAL, RunFolder, created, folder_kind, new_run_id
 from postreason_dspy.secrets import redact
+from postreason_dspy.tuning.run import p_key
 from postreason_dspy.usage import Usage, counting
 
 OURS, OURS_HALF, MIPRO, BFSRS, GEPA = "ours_B", "ours_half_B", "miprov2_B", "bfsrs_B", "gepa_B"
@@ -305,7 +306,7 @@ def compare(args: argparse.Namespace, lm_factory: LMFactory = resolve_lm, argv: 
         "optimizers": {label: {**result, "test_accuracy": test.accuracy(label)} for label, result in results.items()},
         "untuned_test_accuracy": test.accuracy(args.program_strategy),
         "direct_test_accuracy": test.accuracy("direct"),
-        "p_values": {f"{ours}_vs_{other}": row.p_value for (ours, other), row in compared.items() if row},
+        "p_values": {p_key(ours, other): row.p_value for (ours, other), row in compared.items() if row},
         "test_run": str(folder / "test"),
     }
     path = folder / "compare.json"
@@ -326,7 +327,7 @@ def render(document: dict[str, Any]) -> str:
              "", "| program | LM calls | input tokens | output tokens | minutes | dev | test "
              "| p vs MIPROv2 | p vs random search | p vs GEPA |", "|---|---|---|---|---|---|---|---|---|---|"]
     for label, row in document["optimizers"].items():
-        versus = [p_value(p[key]) if (key := f"{label}_vs_{other}") in p else "" for other in DSPY_ARMS]
+        versus = [p_value(p[key]) if (key := p_key(label, other)) in p else "" for other in DSPY_ARMS]
         name = LABELS.get(label, label) + (" (direct)" if row.get("format") == "direct" else "")
         name += " (reused)" if row.get("reused_from") else ""
         lines.append(f"| {name} | {row['lm_calls']} | {row['input_tokens']:,} "
