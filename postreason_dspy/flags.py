@@ -128,8 +128,8 @@ def command_words(config: Any) -> list[str]:
     return [word for option in options(type(config)) for word in option.words(_value_at(config, option.path))]
 
 
-def command(*words: str) -> str:
-    """A shell command line (with passwords redacted, so it can be shown and stored)."""
+def command_line(*words: str) -> str:
+    """A shell command line from its words, with server passwords redacted: for records and resume lines."""
     return shlex.join(redact(word) for word in words)
 
 

@@ -47,7 +47,7 @@ from typing import Any
 
 from postreason_dspy import interrupt
 from postreason_dspy.adapters import ADAPTERS
-from postreason_dspy.cli.options import command_line
+from postreason_dspy.cli.options import command_line, split_names
 from postreason_dspy.decoding import field_start_marker
 from postreason_dspy.evaluation.records import ExampleRecord, Setting
 from postreason_dspy.evaluation.report import markdown_table
@@ -506,16 +506,12 @@ def report(args: argparse.Namespace, argv: Sequence[str], data: Path, record: di
     return text
 
 
-def names(text: str) -> list[str]:
-    return [name.strip() for name in text.split(",") if name.strip()]
-
-
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", default="qwen2.5-coder-1.5b", choices=("qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"))
-    parser.add_argument("--benchmark", type=names, default=["commonsense_qa"],
+    parser.add_argument("--benchmark", type=split_names, default=["commonsense_qa"],
                         help="training mix, comma-separated: distilled from, and evaluated on")
-    parser.add_argument("--transfer", type=names, default=[], help="benchmarks evaluated only (not in the mix)")
+    parser.add_argument("--transfer", type=split_names, default=[], help="benchmarks evaluated only (not in the mix)")
     parser.add_argument("--distill-limit", type=int, help="tuning-split examples per benchmark (default: all)")
     parser.add_argument("--rationalize", action=argparse.BooleanOptionalAction, default=True,
                         help="distill --rationalize: justify the gold answer where the model was wrong (default: on)")

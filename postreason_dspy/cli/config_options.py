@@ -13,19 +13,11 @@ from __future__ import annotations
 import argparse
 from typing import Any, TypeVar
 
-from postreason_dspy.cli.options import count_or
+from postreason_dspy.cli.options import comma_list, count_or
 from postreason_dspy.flags import Option, nest, options
 from postreason_dspy.flags import from_dict as config_from_dict
 
 T = TypeVar("T")
-
-
-def comma_list(text: str) -> tuple[str, ...]:
-    """A comma-separated list: 'chat,xml' -> ('chat', 'xml')."""
-    names = tuple(name.strip() for name in text.split(",") if name.strip())
-    if not names:
-        raise argparse.ArgumentTypeError("give at least one name")
-    return names
 
 
 def _argument(option: Option) -> dict[str, Any]:

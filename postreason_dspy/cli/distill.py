@@ -27,6 +27,7 @@ from postreason_dspy.cli.options import (
     count_or_all,
     data_paths,
     rerun_command,
+    split_names,
 )
 from postreason_dspy.distill.card import Provenance
 from postreason_dspy.distill.filters import COPY_THRESHOLD
@@ -84,7 +85,7 @@ def _share(text: str) -> float:
 def run_distill_command(args: argparse.Namespace) -> int:
     console = terminal()
     saved = load_program_file(args.program, args.runs_dir)[0] if args.program else None
-    benchmarks = [name.strip() for name in (args.benchmark or "").split(",") if name.strip()]
+    benchmarks = split_names(args.benchmark or "")
     benchmarks = benchmarks or ([saved.benchmark] if saved else [])
     if not benchmarks:
         raise ConfigurationError("give a PROGRAM, or --benchmark to distil each benchmark's own post program")

@@ -28,6 +28,7 @@ from postreason_dspy.cli.options import (
     data_paths,
     default_model,
     refuse_settings_on_resume,
+    split_names,
 )
 from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.evaluation import (
@@ -50,7 +51,7 @@ def _names(values: list[str] | None) -> tuple[str, ...] | None:
     """Repeated and comma-separated values, in order, without duplicates."""
     if values is None:
         return None
-    names = [name.strip() for value in values for name in value.split(",") if name.strip()]
+    names = [name for value in values for name in split_names(value)]
     return tuple(dict.fromkeys(names))
 
 

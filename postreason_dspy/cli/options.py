@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,9 +24,9 @@ from typing import Any
 import dspy
 
 from postreason_dspy.errors import ConfigurationError
+from postreason_dspy.flags import command_line
 from postreason_dspy.io import refuse_changes
 from postreason_dspy.models import LOCAL, resolve_lm
-from postreason_dspy.secrets import redact
 
 MODEL_HELP = (
     f"'{LOCAL}' (the embedded llama.cpp server) or a DSPy/litellm model string such as openai/gpt-4o-mini, "
@@ -123,16 +122,24 @@ def count_or(word: str) -> Callable[[str], int | str]:
 count_or_all = count_or("all")
 
 
+def split_names(text: str) -> list[str]:
+    """A comma-separated list without blanks: 'a, b,,c' -> ['a', 'b', 'c']."""
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def comma_list(text: str) -> tuple[str, ...]:
+    """An argparse type for a comma-separated list of at least one name: 'chat,xml' -> ('chat', 'xml')."""
+    names = tuple(split_names(text))
+    if not names:
+        raise argparse.ArgumentTypeError("give at least one name")
+    return names
+
+
 def refuse_settings_on_resume(args: argparse.Namespace, names: tuple[str, ...], may_change: str = "") -> None:
     """A resumed run keeps the settings it started with: refuse any of `names` given on the command line."""
     given = [f"--{name.replace('_', '-')}" for name in names if getattr(args, name, None) is not None]
     refuse_changes(given, "--resume continues a run with its own settings: drop the options that would change them",
                    may_change or "start a new run for other settings")
-
-
-def command_line(*words: str) -> str:
-    """A shell command line from its words, with server passwords redacted: for records and resume lines."""
-    return shlex.join(map(redact, words))
 
 
 def rerun_command(args: argparse.Namespace, *extra: str) -> str:

@@ -16,6 +16,7 @@ import traceback
 from pathlib import Path
 from types import ModuleType
 
+from postreason_dspy.cli.options import split_names
 from postreason_dspy.errors import ConfigurationError
 
 PLUGINS_VARIABLE = "POSTREASON_PLUGINS"
@@ -24,8 +25,7 @@ PLUGINS_VARIABLE = "POSTREASON_PLUGINS"
 def load_plugins(value: str | None = None) -> list[ModuleType]:
     """Import every entry of `value` (default: $POSTREASON_PLUGINS), in order; a second call reuses them."""
     text = os.environ.get(PLUGINS_VARIABLE, "") if value is None else value
-    entries = [entry.strip() for entry in text.split(",") if entry.strip()]
-    return [_load(entry) for entry in entries]
+    return [_load(entry) for entry in split_names(text)]
 
 
 def _load(entry: str) -> ModuleType:

@@ -93,7 +93,7 @@ class EvalConfig:
         words += flags.command_words(self)
         words += [word for name, path in self.data.items() for word in ("--data", f"{name}={path}")]
         words += ["--api-base", self.api_base] if self.api_base else []
-        return flags.command(*words)
+        return flags.command_line(*words)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -136,7 +136,7 @@ class TuneConfig:
                  "--benchmark", self.benchmark, *flags.command_words(self)]
         words += ["--data", self.data] if self.data else []
         words += ["--api-base", self.api_base] if self.api_base else []
-        return flags.command(*words)
+        return flags.command_line(*words)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TuneConfig:
