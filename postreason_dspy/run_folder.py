@@ -26,6 +26,8 @@ EVAL, TUNE, FINETUNE, COMPARE, DISTILL = "eval", "tune", "finetune", "compare", 
 KINDS = (EVAL, TUNE, FINETUNE, COMPARE, DISTILL)
 NAMES = {EVAL: "an evaluation run", TUNE: "a tune run", FINETUNE: "a fine-tuning record",
          COMPARE: "an optimizer comparison", DISTILL: "a distillation"}
+MADE_BY = {EVAL: "postreason eval", TUNE: "postreason tune", FINETUNE: "postreason finetune",
+           COMPARE: "python scripts/compare_optimizers.py", DISTILL: "postreason distill"}
 CONFIG = "config.json"
 CONFIG_FILES = {TUNE: "tune.json"}  # every other kind keeps its config in config.json
 # Files that name a folder's kind when its config carries no marker (folders from before it), checked in order.
@@ -149,5 +151,5 @@ class RunFolder:
         kinds are passed over."""
         paths = [path for path in runs_dir.iterdir() if folder_kind(path) == kind] if runs_dir.is_dir() else []
         if not paths:
-            raise ConfigurationError(f"no run under {runs_dir} is {NAMES[kind]}")
+            raise ConfigurationError(f"no run under {runs_dir} is {NAMES[kind]}: start one with `{MADE_BY[kind]}`")
         return cls(max(paths, key=lambda path: (path / config_file(kind)).stat().st_mtime), kind)

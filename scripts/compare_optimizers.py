@@ -60,11 +60,10 @@ from postreason_dspy.optimizers.scoring import UNPARSED_ERRORS, Metric
 from postreason_dspy.optimizers.settings import PRUNERS
 from postreason_dspy.run_folder import COMPARE, EVAL, RunFolder, created, folder_kind, new_run_id
 from postreason_dspy.secrets import redact
+from postreason_dspy.tuning.comparison_arms import BFSRS, DSPY_ARMS, GEPA, LABELS, MIPRO, OURS, OURS_HALF
 from postreason_dspy.tuning.run import p_key
 from postreason_dspy.usage import Usage, counting
 
-OURS, OURS_HALF, MIPRO, BFSRS, GEPA = "ours_B", "ours_half_B", "miprov2_B", "bfsrs_B", "gepa_B"
-DSPY_ARMS = (MIPRO, BFSRS, GEPA)
 # What a DSPy optimizer's compile depends on: with these unchanged, --reuse may take its program from an earlier run.
 ARM_SETTINGS = ("model", "benchmark", "program_strategy", "budget", "train_size", "dev_size", "seed", "max_tokens",
                 "temperature", "data")
@@ -315,7 +314,6 @@ def compare(args: argparse.Namespace, lm_factory: LMFactory = resolve_lm, argv: 
     return path
 
 
-LABELS = {OURS: "ours, B", OURS_HALF: "ours, B/2", MIPRO: "MIPROv2, B", BFSRS: "random search, B", GEPA: "GEPA, B"}
 
 
 def render(document: dict[str, Any]) -> str:

@@ -29,9 +29,8 @@ from postreason_dspy.evaluation.study import StudyRow, headline_of
 from postreason_dspy.evaluation.summary import Paired, paired
 from postreason_dspy.formatting import p_value, pct, points
 from postreason_dspy.io import JsonlLog, atomic_write_json, atomic_write_text
+from postreason_dspy.tuning.comparison_arms import DSPY_ARMS, MIPRO, OURS, OURS_HALF
 
-# The labels compare_optimizers.py gives its programs: ours at B and B/2, and DSPy's optimizers at B.
-OURS, OURS_HALF, MIPRO, BFSRS, GEPA = "ours_B", "ours_half_B", "miprov2_B", "bfsrs_B", "gepa_B"
 COST = ("lm_calls", "input_tokens", "output_tokens", "seconds")
 
 
@@ -110,7 +109,7 @@ def targets(comparisons: Sequence[tuple[dict[str, Any], dict[str, list[ExampleRe
     at_b, half = [], []
     for document, records in comparisons:
         benchmark = document["benchmark"]
-        for label in dict.fromkeys([MIPRO, BFSRS, GEPA, *document["optimizers"]]):
+        for label in dict.fromkeys([*DSPY_ARMS, *document["optimizers"]]):
             if label.startswith("ours"):
                 continue
             row = versus(benchmark, records, OURS, label) if label in records else None

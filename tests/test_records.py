@@ -57,6 +57,8 @@ def test_create_open_and_latest(tmp_path, store):
     os.utime(store.path / "config.json", (1_000, 1_000))
     os.utime(later.path / "config.json", (2_000, 2_000))
     assert RunStore.latest(tmp_path).path == later.path  # by start time, not by name
+    with pytest.raises(ConfigurationError, match=r"is an evaluation run: start one with `postreason eval`"):
+        RunStore.latest(tmp_path / "empty")
 
 
 def test_torn_last_line_is_ignored_and_compaction_drops_it(store):

@@ -32,6 +32,7 @@ from postreason_dspy.cli.options import (
     refuse_settings_on_resume,
 )
 from postreason_dspy.errors import ConfigurationError
+from postreason_dspy.formatting import pct
 from postreason_dspy.secrets import redact
 from postreason_dspy.tuning import TuneConfig, TuneRun
 from postreason_dspy.tuning.report import render_tune_summary
@@ -83,7 +84,7 @@ class TrialProgress:
         self.task: Any = None
 
     def __call__(self, record: Any, state: dict[str, Any]) -> None:
-        best = "-" if state["best"] is None else f"{state['best']:.1%}"
+        best = pct(state["best"])
         fields = {"best": best, "calls": state["lm_calls"], "tokens": state["input_tokens"] + state["output_tokens"],
                   "last": record.state}
         if self.task is None:

@@ -35,6 +35,7 @@ from postreason_dspy.evaluation.example import BenchmarkLike, example_record
 from postreason_dspy.evaluation.records import ExampleRecord, RunStore, Setting
 from postreason_dspy.evaluation.retry import RetryPolicy, is_connection_failure, with_retries
 from postreason_dspy.evaluation.summary import Summary, summarize
+from postreason_dspy.formatting import pct
 from postreason_dspy.secrets import redact
 from postreason_dspy.usage import UsageCounter, counted_copy
 
@@ -67,7 +68,7 @@ class _Tally:
         self.tokens += record.completion_tokens or 0
 
     def fields(self) -> dict[str, str]:
-        accuracy = f"{self.correct / self.scored:.1%}" if self.scored else "-"
+        accuracy = pct(self.correct / self.scored if self.scored else None)
         rate = self.tokens / max(time.perf_counter() - self.started, 1e-9)
         return {"accuracy": accuracy, "rate": f"{rate:.1f}", "errors": str(self.errors)}
 

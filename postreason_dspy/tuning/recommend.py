@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from postreason_dspy.formatting import p_value as p_text
+from postreason_dspy.formatting import pct
 
 OPTIONS: tuple[str, ...] = ("direct", "untuned", "tuned")  # in order of preference on a tie
 WORDING = {"direct": "direct answer", "untuned": "untuned post-reasoning", "tuned": "tuned post-reasoning"}
@@ -49,7 +50,7 @@ def recommend(
     if confirmed is not None and significant is not None:
         verdict += " (McNemar p " + ", ".join(f"{p_text(value)} vs {name}" for name, value in others.items()) + ")"
     wording = {**WORDING, "tuned": TUNED_WORDING[tuned_format]}
-    figures = f"dev {dev[best]:.1%}" + (f", test {on_test[best]:.1%}" if best in on_test else "")
+    figures = f"dev {pct(dev[best])}" + (f", test {pct(on_test[best])}" if best in on_test else "")
     return {
         "recommendation": best,
         "confirmed_on_test": confirmed,
