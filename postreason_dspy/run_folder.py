@@ -142,8 +142,9 @@ class RunFolder:
         for candidate in (Path(run), runs_dir / str(run)):
             if (other := folder_kind(candidate)) is not None:
                 raise ConfigurationError(f"{candidate} is {NAMES[other]}, not {NAMES[kind]}")
-        raise ConfigurationError(f"no run {str(run)!r}: neither {run} nor {runs_dir / str(run)} holds {NAMES[kind]} "
-                                 f"(a {config_file(kind)})")
+        places = list(dict.fromkeys(str(place) for place in (Path(run), runs_dir / str(run))))
+        where = f"neither {places[0]} nor {places[1]} holds" if len(places) == 2 else f"{places[0]} does not hold"
+        raise ConfigurationError(f"no run {str(run)!r}: {where} {NAMES[kind]} (a {config_file(kind)})")
 
     @classmethod
     def latest(cls, runs_dir: Path, kind: str) -> RunFolder:

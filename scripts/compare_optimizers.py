@@ -43,6 +43,8 @@ import dspy
 from postreason_dspy import interrupt
 from postreason_dspy.benchmarks import get_benchmark
 from postreason_dspy.benchmarks.program_file import save_program
+from postreason_dspy.cli import run_entry
+from postreason_dspy.cli.config_options import add_config_options, config_from_args
 from postreason_dspy.cli.options import (
     add_data_option,
     add_model_arguments,
@@ -52,12 +54,13 @@ from postreason_dspy.cli.options import (
 )
 from postreason_dspy.errors import SettingsChangedError
 from postreason_dspy.evaluation import EvalConfig, RunStore, Summary, resume_run, start_run
+from postreason_dspy.flags import command_words
 from postreason_dspy.formatting import p_value, pct
 from postreason_dspy.io import atomic_write_json, refuse_changes, settings_changed
 from postreason_dspy.models import resolve_lm
 from postreason_dspy.optimizers import PostReasonSearch
 from postreason_dspy.optimizers.scoring import UNPARSED_ERRORS, Metric
-from postreason_dspy.optimizers.settings import PRUNERS
+from postreason_dspy.optimizers.settings import SearchSettings
 from postreason_dspy.run_folder import COMPARE, EVAL, RunFolder, created, folder_kind, new_run_id
 from postreason_dspy.secrets import redact
 from postreason_dspy.tuning.comparison_arms import BFSRS, DSPY_ARMS, GEPA, LABELS, MIPRO, OURS, OURS_HALF
@@ -69,6 +72,12 @@ ARM_SETTINGS = ("model", "benchmark", "program_strategy", "budget", "train_size"
                 "temperature", "data")
 ARM_OPTIONS = {MIPRO: ("mipro_candidates",), BFSRS: (), GEPA: ()}
 MAX_DEMOS = 3
+# Ours as the comparison runs it unless told otherwise: demo sets sized to the budget, justified and bare demos
+# raced on minibatches of 5 with successive halving, as many trials as the budget pays for.
+OURS_SEARCH = SearchSettings(num_trials=1000, num_demo_sets=None, max_bootstrapped_demos=MAX_DEMOS,
+                             demo_styles=("justified", "bare"), minibatch=5, pruner="halving")
+# Set by the comparison for every optimizer alike: the seed, the budget, the number of demos.
+SET_BY_COMPARISON = ("seed", "max_lm_calls", "max_bootstrapped_demos")
 LMFactory = Callable[..., dspy.LM]
 
 
@@ -118,24 +127,21 @@ def timed_counted(compile_: Callable[[], dspy.Module]) -> tuple[dspy.Module, Usa
     return program, usage, time.perf_counter() - started
 
 
+def ours_settings(args: argparse.Namespace, budget: int) -> SearchSettings:
+    """Our search's settings: the options of its group over `OURS_SEARCH`, with the comparison's seed and `budget`."""
+    return config_from_args(SearchSettings, args, OURS_SEARCH, seed=args.seed, max_lm_calls=budget)
+
+
 def run_ours(args: argparse.Namespace, bench: Any, train: list, dev: list, budget: int, folder: Path) -> dict:
-    search = PostReasonSearch(
-        bench.metric, num_trials=args.max_trials, max_bootstrapped_demos=MAX_DEMOS,
-        num_demo_sets=None if args.demo_sets == "auto" else int(args.demo_sets),
-        demo_styles=tuple(args.demo_styles.split(",")), seed=args.seed, run_dir=folder, max_lm_calls=budget,
-        aggregate=bench.accuracy, adapters=tuple(args.adapters.split(",")) if args.adapters else (),
-        rationale_fields=tuple(args.rationale_fields.split(",")) if args.rationale_fields else (),
-        num_proposals=args.propose, minibatch=args.minibatch or None, pruner=args.pruner if args.minibatch else "bound",
-    )
+    settings = ours_settings(args, budget)
+    search = PostReasonSearch(bench.metric, settings, run_dir=folder, aggregate=bench.accuracy)
     direct = None if args.no_direct_candidate else bench.program("direct")
     program, usage, seconds = timed_counted(
         lambda: search.compile(bench.program(args.program_strategy), trainset=train, valset=dev, direct=direct))
     record = program.record
     return {"program": program, "usage": usage, "seconds": seconds, "dev_score": program.score,
-            "parameters": {"max_lm_calls": budget, "demo_sets": args.demo_sets, "demo_styles": args.demo_styles,
-                           "direct_candidate": direct is not None, "adapters": args.adapters,
-                           "rationale_fields": args.rationale_fields, "propose": args.propose,
-                           "minibatch": args.minibatch, "pruner": args.pruner},
+            "parameters": {"max_lm_calls": budget, "search": command_line(*command_words(settings)),
+                           "direct_candidate": direct is not None},
             "stopped": record["stopped"], "trials": record["counted"],
             "eliminated": record.get("pruned_on_minibatch", 0), "format": program.format,
             "demo_style": record["best"].get("demo_style"), "demos": [len(ids) for ids in program_demo_ids(program)],
@@ -349,16 +355,9 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-tokens", type=int, default=512)
     parser.add_argument("--temperature", type=float, default=0.0)
     add_data_option(parser)
-    parser.add_argument("--demo-sets", default="auto", help="ours: bootstrapped demo sets (auto: sized to B)")
-    parser.add_argument("--demo-styles", default="justified,bare", help="ours: demo styles raced")
-    parser.add_argument("--no-direct-candidate", action="store_true", help="ours: race post-reasoning only")
-    parser.add_argument("--max-trials", type=int, default=1000, help="ours: a trial cap (the budget stops it first)")
-    parser.add_argument("--adapters", default="", help="ours: formats searched, e.g. chat,xml,plain ('' for none)")
-    parser.add_argument("--rationale-fields", default="", help="ours: rationale fields searched, e.g. "
-                        "justification,explanation ('' for none)")
-    parser.add_argument("--propose", type=int, default=0, help="ours: wordings proposed by the model")
-    parser.add_argument("--minibatch", type=int, default=5, help="ours: the race's first minibatch (0: no race)")
-    parser.add_argument("--pruner", default="halving", choices=PRUNERS, help="ours: how the race eliminates")
+    ours = parser.add_argument_group("ours (PostReasonSearch; the seed, B and the demo count are the comparison's)")
+    ours.add_argument("--no-direct-candidate", action="store_true", help="race post-reasoning only")
+    add_config_options(ours, OURS_SEARCH, leave_out=SET_BY_COMPARISON)
     parser.add_argument("--mipro-candidates", type=int, default=6, help="MIPROv2's num_candidates")
     parser.add_argument("--reuse", metavar="DIR", help="take DSPy optimizers' programs from this earlier comparison "
                         "where their settings are unchanged")
@@ -372,6 +371,7 @@ def settle(args: argparse.Namespace) -> argparse.Namespace:
     if args.limit == "all":
         args.limit = None
     args.data = data_paths(args.data, (args.benchmark,)).get(args.benchmark)
+    ours_settings(args, args.budget)  # a bad search setting is refused now, not after the first optimizers ran
     return args
 
 
@@ -388,4 +388,4 @@ def main(argv: list[str] | None = None, lm_factory: LMFactory = resolve_lm) -> i
 
 
 if __name__ == "__main__":
-    raise SystemExit(interrupt.run_command(main))
+    raise SystemExit(run_entry(main))

@@ -23,8 +23,9 @@ from statistics import mean, median
 
 import dspy
 
-from postreason_dspy import PostReason, interrupt, make_strategy
+from postreason_dspy import PostReason, make_strategy
 from postreason_dspy.benchmarks import get_benchmark
+from postreason_dspy.cli import run_entry
 from postreason_dspy.cli.options import add_model_arguments, command_line, lm_from_args
 from postreason_dspy.models import describe_lm
 from postreason_dspy.secrets import redact
@@ -118,4 +119,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     rerun = command_line("python", "scripts/measure_answer_cost.py", *sys.argv[1:])
-    raise SystemExit(interrupt.run_command(main, resume=rerun))
+    raise SystemExit(run_entry(main, resume=rerun))

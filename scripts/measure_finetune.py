@@ -47,6 +47,7 @@ from typing import Any
 
 from postreason_dspy import interrupt
 from postreason_dspy.adapters import ADAPTERS
+from postreason_dspy.cli import run_entry
 from postreason_dspy.cli.options import command_line, split_names
 from postreason_dspy.decoding import field_start_marker
 from postreason_dspy.evaluation.records import ExampleRecord, Setting
@@ -569,4 +570,4 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     rerun = command_line("python", "scripts/measure_finetune.py", *sys.argv[1:])
-    raise SystemExit(interrupt.run_command(main, resume=rerun))
+    raise SystemExit(run_entry(main, resume=rerun))

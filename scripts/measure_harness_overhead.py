@@ -39,6 +39,7 @@ import dspy
 from postreason_dspy import PostReason, interrupt
 from postreason_dspy.benchmarks import get_benchmark
 from postreason_dspy.cli import main as postreason
+from postreason_dspy.cli import run_entry
 from postreason_dspy.cli.options import add_model_arguments, command_line, lm_from_args
 from postreason_dspy.decoding import answer_only_stops, strict_adapter
 from postreason_dspy.evaluation import RunStore
@@ -207,4 +208,4 @@ def main() -> None:
 
 if __name__ == "__main__":
     rerun = command_line("python", "scripts/measure_harness_overhead.py", *sys.argv[1:])
-    raise SystemExit(interrupt.run_command(main, resume=rerun))
+    raise SystemExit(run_entry(main, resume=rerun))

@@ -23,6 +23,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from postreason_dspy.cli import run_entry
 from postreason_dspy.evaluation.records import ExampleRecord, RunStore
 from postreason_dspy.evaluation.report import markdown_table
 from postreason_dspy.evaluation.study import StudyRow, headline_of
@@ -47,6 +48,8 @@ def test_records(folder: Path) -> list[ExampleRecord]:
 
 def read_comparison(folder: Path) -> tuple[dict[str, Any], dict[str, list[ExampleRecord]]]:
     """compare.json and the test records by program label."""
+    if not (folder / "compare.json").is_file():
+        sys.exit(f"{folder}: no compare.json, so not a comparison of scripts/compare_optimizers.py")
     document = json.loads((folder / "compare.json").read_text())
     by_label: dict[str, list[ExampleRecord]] = {}
     for record in test_records(folder):
@@ -192,4 +195,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_entry(main))

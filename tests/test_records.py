@@ -49,8 +49,10 @@ def test_create_open_and_latest(tmp_path, store):
     assert RunStore.open(store.path, tmp_path / "elsewhere").path == store.path
     with pytest.raises(ConfigurationError, match="already exists"):
         RunStore.create(tmp_path, {}, run_id="r1")
-    with pytest.raises(ConfigurationError, match="no run"):
+    with pytest.raises(ConfigurationError, match=r"no run 'r2': neither r2 nor .*r2 holds an evaluation run"):
         RunStore.open("r2", tmp_path)
+    with pytest.raises(ConfigurationError, match=r"no run '.*gone': .*gone does not hold an evaluation run"):
+        RunStore.open(tmp_path / "gone", tmp_path)  # a path names one place, said once
     with pytest.raises(ConfigurationError, match="plain directory name"):
         RunStore.create(tmp_path, {}, run_id="../escape")
     later = RunStore.create(tmp_path, {"config": {}}, run_id="r0")

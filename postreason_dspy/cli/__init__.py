@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Callable
 
 from rich.console import Console
 
@@ -30,24 +31,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `postreason` console script; returns the process exit code: 2 for bad input,
-    130/143 when SIGINT/SIGTERM stopped the command (postreason_dspy.interrupt), else the command's own."""
+def run_entry(work: Callable[[], int | None], resume: str | None = None) -> int:
+    """Run a command's or a script's `work` as the process's entry point: a `PostReasonError` (bad input, a
+    missing file, an unreachable server) is one "error:" line and exit code 2, not a traceback, and
+    SIGINT/SIGTERM stop it with 130/143 and `resume`, the command line that goes on (postreason_dspy.interrupt)."""
 
     def command() -> int:
         try:
-            load_plugins()  # before the parser: help texts list the strategies plugins register
-            args = build_parser().parse_args(argv)
-            args.argv = list(sys.argv[1:] if argv is None else argv)  # for a command's resume line
-            return int(args.func(args) or 0)
+            return int(work() or 0)
         except PostReasonError as exc:
             if interrupt.requested():
                 raise  # stopping: the interrupt's exit code and resume line, not this error's
-            Console(stderr=True).print(f"[bold red]error:[/] {exc}")
+            Console(stderr=True).print(f"[bold red]error:[/] {exc}", soft_wrap=True)
             return 2
 
-    return interrupt.run_command(command)
+    return interrupt.run_command(command, resume=resume)
 
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `postreason` console script; returns the process exit code: 2 for bad input,
+    130/143 when SIGINT/SIGTERM stopped the command, else the command's own."""
+
+    def command() -> int:
+        load_plugins()  # before the parser: help texts list the strategies plugins register
+        args = build_parser().parse_args(argv)
+        args.argv = list(sys.argv[1:] if argv is None else argv)  # for a command's resume line
+        return int(args.func(args) or 0)
+
+    return run_entry(command)
 
 if __name__ == "__main__":
     sys.exit(main())

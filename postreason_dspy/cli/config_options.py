@@ -1,6 +1,7 @@
 """A command's options derived from its config dataclass (see `postreason_dspy.flags`).
 
     add_config_options(parser, TuneConfig)          one option per flagged field; the help states its default
+    add_config_options(group, SETTINGS, leave_out=("seed",))  an instance's values as the defaults; some left out
     config_from_args(TuneConfig, args, models=...)  the config: given options over the defaults, plus `values`
     setting_dests(TuneConfig)                       the options `--resume` refuses (those not `resumable`)
 
@@ -11,6 +12,7 @@ refuses the settings a run keeps), and a config built from no options is the con
 from __future__ import annotations
 
 import argparse
+from collections.abc import Collection
 from typing import Any, TypeVar
 
 from postreason_dspy.cli.options import comma_list, count_or
@@ -38,11 +40,15 @@ def _argument(option: Option) -> dict[str, Any]:
     return {**keywords, "choices": flag.choices} if flag.choices else keywords
 
 
-def add_config_options(parser: argparse.ArgumentParser, cls: type, titles: dict[str, str] | None = None) -> None:
-    """One option per flagged field of `cls`; the fields of a nested settings class `name` go into an argument
+def add_config_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup, config: Any,
+                       titles: dict[str, str] | None = None, leave_out: Collection[str] = ()) -> None:
+    """One option per flagged field of `config` (a class, or an instance whose values are the defaults the help
+    states) but those named in `leave_out`; the fields of a nested settings class `name` go into an argument
     group titled `titles[name]` (if given)."""
     groups: dict[str, Any] = {}
-    for option in options(cls):
+    for option in options(config):
+        if option.path[-1] in leave_out:
+            continue
         nested = option.path[0] if len(option.path) > 1 else None
         target = parser
         if nested is not None and titles and nested in titles:
@@ -50,15 +56,15 @@ def add_config_options(parser: argparse.ArgumentParser, cls: type, titles: dict[
         target.add_argument(option.flag.name, **_argument(option))
 
 
-def config_from_args(cls: type[T], args: argparse.Namespace, **values: Any) -> T:
-    """`cls` from the options `add_config_options` declared (those not given keep their defaults) and `values`
-    (the settings a command reads its own way, such as --model or --data)."""
+def config_from_args(cls: type[T], args: argparse.Namespace, base: T | None = None, **values: Any) -> T:
+    """`cls` from the options `add_config_options` declared (those not given keep the defaults: `base`'s, else
+    the declared ones) and `values` (the settings a command reads its own way, such as --model or --data)."""
     given = {}
     for option in options(cls):
         value = getattr(args, option.flag.dest, None)
         if value is not None:
             given[option.path] = None if value == option.flag.none else value
-    return config_from_dict(cls, {**nest(given), **values})
+    return config_from_dict(cls, {**nest(given), **values}, base)
 
 
 def setting_dests(cls: type) -> tuple[str, ...]:
