@@ -54,6 +54,7 @@ from postreason_dspy.cli.options import (
 )
 from postreason_dspy.errors import SettingsChangedError
 from postreason_dspy.evaluation import EvalConfig, RunStore, Summary, resume_run, start_run
+from postreason_dspy.evaluation.reuse import Source
 from postreason_dspy.flags import command_words
 from postreason_dspy.formatting import p_value, pct
 from postreason_dspy.io import atomic_write_json, refuse_changes, settings_changed
@@ -247,12 +248,16 @@ def stage(label: str, folder: Path, args: argparse.Namespace, run: Callable[[], 
     return result
 
 
-def held_out(config: EvalConfig, folder: Path, lm_factory: LMFactory) -> Summary:
-    """The held-out evaluation of every program, resumed if an earlier invocation started it."""
+def held_out(config: EvalConfig, folder: Path, lm_factory: LMFactory, base_runs: list[str]) -> Summary:
+    """The held-out evaluation of every program, resumed if an earlier invocation started it; the untuned and
+    direct arms are copied from `base_runs` where one answered the same questions with the same settings."""
     if folder_kind(folder / "test") == EVAL:
         _, summary = resume_run(RunStore.open("test", folder), lm_factory=lm_factory)
     else:
-        _, summary = start_run(config, folder, run_id="test", lm_factory=lm_factory)
+        reuse = [Source.open(run, Path(".")) for run in base_runs]
+        store, summary = start_run(config, folder, run_id="test", lm_factory=lm_factory, reuse=reuse)
+        for arm, run in store.read_config().get("reused", {}).items():
+            print(f"held-out {arm}: copied from {run}")
     return summary
 
 
@@ -299,7 +304,7 @@ def compare(args: argparse.Namespace, lm_factory: LMFactory = resolve_lm, argv: 
         limit=args.limit, split="test", seed=args.seed, max_tokens=args.max_tokens, temperature=args.temperature,
         api_base=args.api_base, data={args.benchmark: args.data} if args.data else {},
     )
-    test = held_out(config, folder, lm_factory)
+    test = held_out(config, folder, lm_factory, args.base_run)
     compared = {pair: test.comparison(*pair) for pair in pairs}
     document = {
         "kind": "compare_optimizers",
@@ -313,6 +318,7 @@ def compare(args: argparse.Namespace, lm_factory: LMFactory = resolve_lm, argv: 
         "direct_test_accuracy": test.accuracy("direct"),
         "p_values": {p_key(ours, other): row.p_value for (ours, other), row in compared.items() if row},
         "test_run": str(folder / "test"),
+        "test_copied_from": RunStore.open("test", folder).read_config().get("reused", {}),
     }
     path = folder / "compare.json"
     atomic_write_json(path, document)
@@ -361,6 +367,9 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--mipro-candidates", type=int, default=6, help="MIPROv2's num_candidates")
     parser.add_argument("--reuse", metavar="DIR", help="take DSPy optimizers' programs from this earlier comparison "
                         "where their settings are unchanged")
+    parser.add_argument("--base-run", action="append", default=[], metavar="RUN",
+                        help="an evaluation run (a directory) whose direct and untuned answers to the same test "
+                        "questions, with the same model and settings, are copied instead of asked again; repeatable")
     parser.add_argument("--runs-dir", default="runs")
     parser.add_argument("--run-id")
     return parser

