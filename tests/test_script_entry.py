@@ -42,3 +42,12 @@ def test_scripts_report_bad_input_in_one_line(tmp_path, script, arguments, probl
                           text=True, cwd=tmp_path, timeout=120)
     assert done.returncode == 2, done.stderr
     assert done.stderr.lstrip().startswith(f"error: {problem}") and "Traceback" not in done.stderr
+
+
+def test_eval_names_an_unknown_benchmark_before_it_resolves_the_model(tmp_path, monkeypatch, capsys):
+    from postreason_dspy.cli import main
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)  # resolving this model would fail too, for its key
+    assert main(["eval", "--benchmark", "nope", "--model", "openai/gpt-4o-mini", "--runs-dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith("error: unknown benchmark 'nope'")
+    assert not any(tmp_path.iterdir())  # no half-made run

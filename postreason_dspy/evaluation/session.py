@@ -153,8 +153,8 @@ def start_run(
     made), then run. The factories default to `resolve_lm` and the benchmark registry. Arms that a run in
     `reuse` answered whole under the same settings are copied from it, not asked again (config.json's
     "reused" says from where)."""
+    benchmarks, examples = _load(config, benchmark_factory or _default_benchmark)  # a typo in a name first
     lms = _resolve_models(config, lm_factory or resolve_lm)
-    benchmarks, examples = _load(config, benchmark_factory or _default_benchmark)
     document = _config_document(config, lms, benchmarks, examples)
     reused = reusable(document, reuse)
     if reuse:
