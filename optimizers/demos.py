@@ -50,16 +50,6 @@ def rationale_fields(program: dspy.Module) -> list[str | None]:
     return [owners.get(id(predictor)) for predictor in program.predictors()]
 
 
-def check_justified(program: dspy.Module) -> None:
-    """Raise if a demo of a PostReason predictor has an empty rationale (labeled demos were not asked for)."""
-    for predictor, rationale in zip(program.predictors(), rationale_fields(program), strict=True):
-        if rationale is None:
-            continue
-        for demo in predictor.demos:
-            if not demo.get("labeled") and not str(demo.get(rationale) or "").strip():
-                raise ValueError(f"a demo of a post-reasoning predictor has no `{rationale}`: {dict(demo)}")
-
-
 def _trace_demos(teacher: dspy.Module, example: dspy.Example, metric: Metric) -> list[list[dict]] | None:
     """Per predictor, the demos one correct run of `teacher` on `example` yields; None if it is wrong or unjustified."""
     predictors = teacher.predictors()
