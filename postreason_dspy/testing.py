@@ -3,7 +3,7 @@
     lm, engine = scripted_lm({"answer": "42", "rationale": "6 * 7 = 42"})
     with dspy.context(lm=lm):
         pred = PostReason("question -> answer", mode="answer_only")(question="6 * 7?")
-    assert pred.answer == "42" and engine.requests[-1].stop == ("\\n\\n[[",)
+    assert pred.answer == "42" and engine.requests[-1].stop == ("\\n[[",)
 
 Unlike DSPy's DummyLM it behaves like a model that follows the prompt: it writes the output fields
 in the order the prompt asks for them, in the active adapter's format (ChatAdapter, XMLAdapter or

@@ -182,7 +182,7 @@ def test_exported_python_script_calls_a_chat_completions_server_with_only_the_st
     ((path, body, auth),) = _Server.seen
     assert path == "/v1/chat/completions" and auth == "Bearer sk-test"
     assert body["model"] == "local" and body["max_tokens"] == 64 and body["temperature"] == 0.0
-    assert body["stop"] == ["\n\n[["]
+    assert body["stop"] == ["\n[["]
     assert body["messages"] == render_messages(entry, {"question": "What is 6 * 7?"})
     assert "What is 6 * 7?" in body["messages"][-1]["content"] and "one and one" in body["messages"][2]["content"]
 

@@ -38,7 +38,7 @@ def test_prompt_asks_for_answer_before_rationale(adapter):
 
 @pytest.mark.parametrize(
     ("adapter", "markers"),
-    [(dspy.ChatAdapter, ("\n\n[[",)), (dspy.XMLAdapter, ("<rationale", "<Rationale"))],
+    [(dspy.ChatAdapter, ("\n[[",)), (dspy.XMLAdapter, ("<rationale", "<Rationale"))],
 )
 def test_answer_only_stops_at_rationale_marker(adapter, markers):
     lm, engine = scripted_lm(VALUES)
@@ -63,11 +63,21 @@ def test_full_and_answer_only_give_the_same_answer_at_a_fraction_of_the_tokens(a
     assert short_tokens < 10 < 40 < full_tokens
 
 
+def test_answer_only_stops_when_the_rationale_follows_a_single_line_break():
+    """Qwen2.5-Coder-0.5B often writes `B\\n[[ ## rationale ## ]]`, not ChatAdapter's blank line."""
+    lm, _ = scripted_lm(lambda _user: "[[ ## answer ## ]]\nB\n[[ ## rationale ## ]]\n" + LONG_RATIONALE)
+    with dspy.context(lm=lm, track_usage=True):
+        pred = PostReason("question -> answer", mode="answer_only")(question="q")
+    assert pred.answer == "B"
+    assert pred.rationale == ""
+    assert pred.get_lm_usage()["scripted/model"]["completion_tokens"] < 10
+
+
 def test_answer_only_keeps_user_stop_sequences():
     lm, engine = scripted_lm(VALUES)
     with dspy.context(lm=lm):
         PostReason("question -> answer", mode="answer_only", stop=["END"])(question="q")
-    assert engine.requests[0].stop == ("\n\n[[", "END")
+    assert engine.requests[0].stop == ("\n[[", "END")
 
 
 def test_answer_only_refuses_json_adapter_before_calling_the_model():
@@ -102,7 +112,7 @@ def test_every_strategy_makes_one_call_per_prediction():
         for name in ("direct", "post", "post_full", "cot"):
             assert make_strategy(name, "question -> answer")(question="q").answer == "42"
     assert len(engine.requests) == 4
-    assert [r.stop for r in engine.requests] == [(), ("\n\n[[",), (), ()]
+    assert [r.stop for r in engine.requests] == [(), ("\n[[",), (), ()]
 
 
 def test_cot_reasons_before_answering():
@@ -133,7 +143,7 @@ def test_multiple_and_typed_outputs():
     for pred in (full, short):
         assert (pred.value, pred.unit, pred.factors) == (12, "cm", ["a", "b"])
     assert short.rationale == ""
-    assert engine.requests[1].stop == ("[[ ## rationale",)  # several answer fields: "\n\n[[" would cut after the first
+    assert engine.requests[1].stop == ("[[ ## rationale",)  # several answer fields: "\n[[" would cut after the first
     assert "`value`, `unit`, `factors`" in engine.requests[0].messages[0]["content"]
 
 

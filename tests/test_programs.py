@@ -44,7 +44,7 @@ def test_every_program_runs_with_every_strategy(program_class, inputs, strategy)
     answering = engine.requests[-1]
     assert requested_order(answering.messages[-1]["content"]) == ORDERS[strategy]
     if strategy == "post":
-        assert answering.stop == ("\n\n[[",)
+        assert answering.stop == ("\n[[",)
         assert pred.rationale == ""
     if strategy == "post_full":
         assert pred.rationale == VALUES["rationale"]
