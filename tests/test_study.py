@@ -17,7 +17,7 @@ from postreason_dspy.evaluation.study_report import write_study
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def scripted_run(tmp_path, run_id, served, outcomes, tokens=(10, 8)):
+def scripted_run(tmp_path, run_id, served, outcomes, tokens=(10, 8), golds=None):
     """A run of `--model local` against a server that served `served`; outcomes[benchmark] = (direct, post) flags."""
     size = len(next(iter(outcomes.values()))[0])
     config = {
@@ -33,8 +33,9 @@ def scripted_run(tmp_path, run_id, served, outcomes, tokens=(10, 8)):
     for benchmark, flags in outcomes.items():
         for strategy, column, cost in (("direct", flags[0], tokens[0]), ("post", flags[1], tokens[1])):
             for i, ok in enumerate(column):
+                gold = golds[benchmark][i] if golds else None
                 store.append(ExampleRecord(model="local", benchmark=benchmark, strategy=strategy, id=f"q{i}",
-                                           status="ok", correct=ok, prompt_tokens=40, completion_tokens=cost,
+                                           status="ok", gold=gold, correct=ok, prompt_tokens=40, completion_tokens=cost,
                                            latency_s=0.5, finish_reason="stop"))
     return store
 
@@ -93,7 +94,7 @@ def test_study_command_writes_table_json_and_forest_plot(two_models, capsys):
     assert "post beats direct in 3 of 6 settings (50.0%; the study: 88.19%; 1 tied, 2 lost)" in text
     assert "1 significantly better and 1 significantly worse" in text
     report = (out / "report.md").read_text()
-    assert "| qwen2.5-coder-1.5b | clear_win | 20 | 10.0% | 70.0% | +60.0 pp * |" in report
+    assert "| qwen2.5-coder-1.5b | clear_win | 20 | – | 10.0% | 70.0% | +60.0 pp * |" in report
     assert "Measured on only some models: zero (only qwen2.5-coder-1.5b); only_big (only qwen2.5-coder-1.5b)" in report
     assert "left out: qwen2.5-coder-1.5b / zero" in report
     assert "### qwen2.5-coder-0.5b" in report and "![forest plot](forest.png)" in report
@@ -129,3 +130,21 @@ def test_write_study_without_plots_writes_no_png(two_models):
     tmp_path, big, small = two_models
     _, files = write_study([big, small], tmp_path / "out", with_plots=False)
     assert [path.name for path in files] == ["report.md", "study.json"]
+
+
+def test_each_setting_shows_what_always_giving_its_commonest_answer_scores(tmp_path):
+    """A near-chance model can gain by answering "yes" more often: the majority column shows that floor."""
+    yes_no = ["A"] * 12 + ["B"] * 8
+    store = scripted_run(tmp_path, "bias", "qwen2.5-coder-0.5b", {
+        "boolq_like": (flags(8), flags(12)),
+        "no_key": (flags(5), flags(5)),
+    }, golds={"boolq_like": yes_no, "no_key": [None] * 20})
+    rows = {row.comparison.benchmark: row for row in build_study([store]).rows}
+    assert rows["boolq_like"].majority == pytest.approx(12 / 20)
+    assert rows["no_key"].majority is None
+    write_study([store], tmp_path / "out", with_plots=False)
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "| qwen2.5-coder-0.5b | boolq_like | 20 | 60.0% | 40.0% | 60.0% |" in report
+    assert "| qwen2.5-coder-0.5b | no_key | 20 | – |" in report
+    data = json.loads((tmp_path / "out" / "study.json").read_text())
+    assert [row["majority"] for row in data["rows"]] == [0.6, None]

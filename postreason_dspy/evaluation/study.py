@@ -12,29 +12,37 @@ all settings, with how many wins and losses are significant, and two pooled test
 - An exact sign test over settings (wins against losses, ties left out). It asks the study's own
   question, in how many settings post wins, with each setting one vote whatever its size.
 
+Each row also carries the *majority* share: how often the most common right answer is the right one
+among the paired questions, i.e. what always giving that one answer scores. A model near chance can move
+its accuracy toward that floor by changing its letter bias alone, which a reader should see beside the
+difference.
+
 Models are named by the weights a local server served (`local_model` in the run's config), so two runs
 of `--model local` against the 0.5B and the 1.5B model stay two models.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.evaluation.config import BASELINE
-from postreason_dspy.evaluation.records import RunStore
+from postreason_dspy.evaluation.records import ExampleRecord, RunStore
 from postreason_dspy.evaluation.stats import ALPHA, binomial_two_sided
 from postreason_dspy.evaluation.summary import Headline, Paired, headline, summarize
 
 
 @dataclass(frozen=True)
 class StudyRow:
-    """One (model, benchmark) setting: `comparison` is treatment against baseline, from run `run`."""
+    """One (model, benchmark) setting: `comparison` is treatment against baseline, from run `run`;
+    `majority` is the share of its most common right answer (None where no answer key was recorded)."""
 
     run: str
     comparison: Paired
+    majority: float | None = None
 
     @property
     def significant(self) -> bool:
@@ -92,7 +100,8 @@ class Study:
         data = asdict(self)
         data["headline"] = self.headline.to_dict()
         data["by_model"] = [line.to_dict() for line in self.by_model]
-        data["rows"] = [{"run": row.run, **asdict(row.comparison), "significant": row.significant}
+        data["rows"] = [{"run": row.run, **asdict(row.comparison), "majority": row.majority,
+                         "significant": row.significant}
                         for row in self.rows]
         data["models"] = self.models
         return data
@@ -104,15 +113,29 @@ def model_names(config: dict[str, Any]) -> dict[str, str]:
     return {name: str(info.get("local_model") or name) for name, info in described.items()}
 
 
+def majority_share(
+    records: Sequence[ExampleRecord], model: str, benchmark: str, strategies: Sequence[str]
+) -> float | None:
+    """The share of the most common gold answer among the questions every one of `strategies` answered."""
+    answered = [{r.id: r.gold for r in records if r.model == model and r.benchmark == benchmark
+                 and r.strategy == strategy and not r.failed} for strategy in strategies]
+    golds = [answered[0][qid] for qid in answered[0] if all(qid in other for other in answered[1:])]
+    if not golds or any(gold is None for gold in golds):
+        return None
+    return Counter(golds).most_common(1)[0][1] / len(golds)
+
+
 def study_rows(
     store: RunStore, treatment: str = "post", baseline: str = BASELINE
 ) -> tuple[list[StudyRow], list[str]]:
     """One run's settings that have both strategies, and labels of those that lack one."""
     config = store.read_config()
-    summary = summarize(store.records(), store.run_id, config)
+    records = store.records()
+    summary = summarize(records, store.run_id, config)
     names = model_names(config)
     rows = [
-        StudyRow(store.run_id, replace(row, model=names.get(row.model, row.model)))
+        StudyRow(store.run_id, replace(row, model=names.get(row.model, row.model)),
+                 majority_share(records, row.model, row.benchmark, (treatment, baseline)))
         for row in summary.comparisons
         if row.treatment == treatment and row.baseline == baseline
     ]

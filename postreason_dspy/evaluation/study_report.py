@@ -18,13 +18,15 @@ from postreason_dspy.io import atomic_write_text
 PAPER_WIN_SHARE = 0.8819
 PAPER_MEAN_GAIN = 0.1737
 
-COLUMNS = ("model", "benchmark", "n", "direct", "post", "diff", "95% CI", "W/L", "McNemar p", "tokens", "run")
+COLUMNS = ("model", "benchmark", "n", "majority", "direct", "post", "diff", "95% CI", "W/L", "McNemar p", "tokens",
+           "run")
 
 
 def _study_row(row: StudyRow) -> list[str]:
     c = row.comparison
     mark = " *" if row.significant else ""
-    return [c.model, c.benchmark, str(c.pairs), pct(c.baseline_accuracy), pct(c.treatment_accuracy),
+    majority = pct(row.majority) if row.majority is not None else "–"
+    return [c.model, c.benchmark, str(c.pairs), majority, pct(c.baseline_accuracy), pct(c.treatment_accuracy),
             points(c.difference) + mark, interval(c.difference_ci, signed=True),
             f"{c.treatment_only}/{c.baseline_only}", p_value(c.p_value), ratio(c.token_ratio), row.run]
 
@@ -60,7 +62,9 @@ HOW_TO_READ = """\
 - One row per (model, benchmark): both strategies answered the same `n` questions. *diff* is
   post - direct in percentage points, `*` where the exact McNemar p is below 0.05; *95% CI* is a paired
   percentile bootstrap; *W/L* are the discordant pairs (post right and direct wrong / the reverse);
-  *tokens* is post's mean output tokens over direct's.
+  *tokens* is post's mean output tokens over direct's. *majority* is the share of the most common right
+  answer among these questions, what always giving that one answer scores: near it, a difference can
+  come from a change of answer bias alone (e.g. answering "yes" more often), not from better answers.
 - **Wins** count settings where post's accuracy is higher; **significantly** better or worse means
   McNemar p < 0.05 in that setting. The mean relative improvement is the mean of (post - direct) / direct
   over the settings where direct scored above 0 (the study's measure).
