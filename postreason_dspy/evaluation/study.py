@@ -30,9 +30,9 @@ from typing import Any
 
 from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.evaluation.config import BASELINE
-from postreason_dspy.evaluation.records import ExampleRecord, RunStore
+from postreason_dspy.evaluation.records import ExampleRecord, RunStore, Setting
 from postreason_dspy.evaluation.stats import ALPHA, binomial_two_sided
-from postreason_dspy.evaluation.summary import Headline, Paired, headline, summarize
+from postreason_dspy.evaluation.summary import Headline, Paired, by_setting, headline, summarize
 
 
 @dataclass(frozen=True)
@@ -113,13 +113,10 @@ def model_names(config: dict[str, Any]) -> dict[str, str]:
     return {name: str(info.get("local_model") or name) for name, info in described.items()}
 
 
-def majority_share(
-    records: Sequence[ExampleRecord], model: str, benchmark: str, strategies: Sequence[str]
-) -> float | None:
-    """The share of the most common gold answer among the questions every one of `strategies` answered."""
-    answered = [{r.id: r.gold for r in records if r.model == model and r.benchmark == benchmark
-                 and r.strategy == strategy and not r.failed} for strategy in strategies]
-    golds = [answered[0][qid] for qid in answered[0] if all(qid in other for other in answered[1:])]
+def majority_share(treatment: Sequence[ExampleRecord], baseline: Sequence[ExampleRecord]) -> float | None:
+    """The share of the most common gold answer among the questions both answered (paired as `paired` pairs)."""
+    base = {record.id for record in baseline if not record.failed}
+    golds = [record.gold for record in treatment if not record.failed and record.id in base]
     if not golds or any(gold is None for gold in golds):
         return None
     return Counter(golds).most_common(1)[0][1] / len(golds)
@@ -132,10 +129,12 @@ def study_rows(
     config = store.read_config()
     records = store.records()
     summary = summarize(records, store.run_id, config)
+    grouped = by_setting(records)
     names = model_names(config)
     rows = [
         StudyRow(store.run_id, replace(row, model=names.get(row.model, row.model)),
-                 majority_share(records, row.model, row.benchmark, (treatment, baseline)))
+                 majority_share(grouped.get(Setting(row.model, row.benchmark, treatment), []),
+                                grouped.get(Setting(row.model, row.benchmark, baseline), [])))
         for row in summary.comparisons
         if row.treatment == treatment and row.baseline == baseline
     ]

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.integration
 
 N_QUESTIONS = 20
 N_XML_QUESTIONS = 10
+N_WINOGRANDE = 10  # 7 of these ran on into the rationale on the 0.5B with the old stop
 MARKER_ALLOWANCE = 2  # answer-only pays for the stop's own tokens (a line break and `[[`): at most 2 more than direct
 
 
@@ -84,7 +85,7 @@ def test_answer_only_stops_on_winogrande_where_the_rationale_follows_one_line_br
     """Under the post clause the 0.5B model opened the rationale after a single line break in 115 of the
     study's 200 WinoGrande answers (`B\\n[[ ## rationale ## ]]`); the stop must catch that too."""
     bench = get_benchmark("winogrande")
-    examples = bench.load(split="test", limit=N_XML_QUESTIONS, seed=0)
+    examples = bench.load(split="test", limit=N_WINOGRANDE, seed=0)
     cost = {}
     for strategy in ("direct", "post"):
         program = bench.program(strategy, on_parse_error="mark")
