@@ -24,6 +24,8 @@ again after an interruption):
 `--time-steps N` distils (step 1; or takes --time-data, an earlier distillation), trains N steps and prints
 seconds per step and the whole run's estimated training time, so the run can be sized to the machine;
 runs/RUN/timing.json keeps it.
+`--stop-after distill|train` stops when that step is done (and the server is stopped), e.g. so that a queue can
+give the rest of a working period to other work instead of starting a training it cannot finish.
 `--reuse RUN` retrains from an earlier run's distilled data (its base evaluations become candidate base runs).
 Every step is an ordinary `postreason` command, printed before it runs.
 """
@@ -536,6 +538,8 @@ def parser() -> argparse.ArgumentParser:
                         "repeatable, earlier ones first")
     parser.add_argument("--reuse", metavar="RUN", help="an earlier run of this script: retrain on its distilled data")
     parser.add_argument("--plan", action="store_true", help="print what is reused and what is left; run nothing")
+    parser.add_argument("--stop-after", choices=("distill", "train"),
+                        help="stop when this step is done (a working period that cannot hold the next step)")
     parser.add_argument("--time-steps", type=int, metavar="N", help="distil, train N steps, print the time per step")
     parser.add_argument("--time-data", type=Path, metavar="DATA",
                         help="--time-steps on this distill folder or train.jsonl instead of distilling first")
@@ -543,6 +547,14 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
     parser.add_argument("--results-dir", type=Path, default=Path("results"))
     return parser
+
+
+def stopped_after(server: Server, step: str, output: Path) -> int:
+    """The end of a run cut short by --stop-after: the server stopped, and where the step's output is."""
+    server.down()
+    print(f"stopped after {step} (--stop-after): its output is {output}; run the command again without "
+          "--stop-after to go on", flush=True)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -560,7 +572,11 @@ def main(argv: list[str] | None = None) -> int:
         time_training(args, server, args.time_data or distill(args, server))
         return 0
     data = distill(args, server)
+    if args.stop_after == "distill":
+        return stopped_after(server, "distill", data)
     record = train(args, server, data)
+    if args.stop_after == "train":
+        return stopped_after(server, "train", args.runs_dir / args.run_id / "adapter")
     base = base_arms(args, server, want)
     tuned = tuned_arms(args, server, want)
     server.down()

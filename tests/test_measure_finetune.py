@@ -394,3 +394,18 @@ def test_a_training_stopped_before_its_first_checkpoint_is_resumed(run):
     (tmp_path / "runs" / "ft-finetune").mkdir(parents=True)  # its record was made, no checkpoint yet
     assert script.main(argv) == 0
     assert "--resume" in next(command for command in cli.commands if command[0] == "finetune")
+
+
+def test_stop_after_ends_the_run_after_that_step_and_a_rerun_goes_on(run, capsys):
+    script, cli, argv, tmp_path = run
+    assert script.main([*argv, "--stop-after", "distill"]) == 0
+    assert [command[0] for command in cli.commands if command[0] != "local"] == ["distill"]
+    assert cli.served is None  # the server is stopped for whatever runs next
+    assert "stopped after distill" in capsys.readouterr().out
+    assert script.main([*argv, "--stop-after", "train"]) == 0
+    assert [command[0] for command in cli.commands if command[0] != "local"] == ["distill", "finetune"]
+    assert not (tmp_path / "results").exists()
+    assert script.main(argv) == 0
+    steps = [command[0] for command in cli.commands if command[0] != "local"]
+    assert steps.count("distill") == 1 and steps.count("finetune") == 1 and "eval" in steps
+    assert result_of(tmp_path)["runs"]["tuned"] == "ft-tuned"
