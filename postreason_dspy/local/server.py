@@ -59,8 +59,9 @@ def state_file() -> Path:
 # them (not only with the one just before) skips evaluating that start again. Without it, two kinds of prompt
 # taken in turn (distill's answer and rationalize calls, a tuner's candidates) re-evaluate their shared
 # instructions and demos at every call (prompt evaluation is ~48 tokens/s for the 1.5B model on 2 cores).
-# llama-cpp-python counts only each state's KV size against this (~28 KB per token for the 1.5B model), not
-# its copy of the logits (~200 MB per state), so the budget is kept to a few states.
+# llama-cpp-python counts only each state's KV size against this budget (28 KB per token for the 1.5B model,
+# 12 KB for the 0.5B), not the copy of the logits it keeps beside it (600 KB per token, up to 512 tokens): so
+# the cache's memory is about 22x the budget for the 1.5B model (1.4 GB) and 50x for the 0.5B (3.2 GB).
 PROMPT_CACHE_BYTES = 64 << 20
 
 
