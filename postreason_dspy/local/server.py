@@ -55,16 +55,6 @@ def state_file() -> Path:
     return home() / "server.json"
 
 
-# The server keeps the evaluated state of its last few prompts: a prompt that shares its start with any of
-# them (not only with the one just before) skips evaluating that start again. Without it, two kinds of prompt
-# taken in turn (distill's answer and rationalize calls, a tuner's candidates) re-evaluate their shared
-# instructions and demos at every call (prompt evaluation is ~48 tokens/s for the 1.5B model on 2 cores).
-# llama-cpp-python counts only each state's KV size against this budget (28 KB per token for the 1.5B model,
-# 12 KB for the 0.5B), not the copy of the logits it keeps beside it (600 KB per token, up to 512 tokens): so
-# the cache's memory is about 22x the budget for the 1.5B model (1.4 GB) and 50x for the 0.5B (3.2 GB).
-PROMPT_CACHE_BYTES = 64 << 20
-
-
 def check_port(value: object, source: str) -> int:
     """`value` as a TCP port (1-65535); else a ConfigurationError naming `source` (where the value came from)."""
     text = str(value).strip()
@@ -80,12 +70,10 @@ def default_port() -> int:
 
 def server_command(gguf: Path, port: int, lora: Path | None = None) -> list[str]:
     """The server's command line. `--interrupt_requests false`: by default a new request (even a
-    health check) cuts off a streaming one, which breaks concurrent users of the one server. `--cache`:
-    see PROMPT_CACHE_BYTES."""
+    health check) cuts off a streaming one, which breaks concurrent users of the one server."""
     return [
         sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", MODEL_ALIAS,
         "--host", HOST, "--port", str(port), "--n_ctx", "4096", "--n_threads", "2", "--interrupt_requests", "false",
-        "--cache", "true", "--cache_type", "ram", "--cache_size", str(PROMPT_CACHE_BYTES),
         *(["--lora_path", str(lora)] if lora else []),
     ]
 

@@ -4,10 +4,8 @@ and the `postreason local` lifecycle against the running server."""
 from __future__ import annotations
 
 import json
-import re
 import time
 import urllib.request
-from pathlib import Path
 
 import dspy
 import pytest
@@ -91,24 +89,3 @@ def test_a_second_up_reuses_the_running_server(local_state, capsys):
     assert local_state.base_url in out
     assert str(local_state.pid) in out
     assert local_state.model in out
-
-
-def test_prompt_cache_keeps_two_prefixes_taken_in_turn(local_state, real_lm):
-    """Prompts of two kinds in turn (distill's answer and rationalize calls, a tuner's candidates): the third
-    call's long shared start is restored from the server's prompt cache, not evaluated again."""
-    rules = " ".join(f"Rule {n}: keep every answer to a single word." for n in range(1, 31))
-    first, second = f"Terse assistant. {rules}", f"Careful assistant. {rules}"
-    log = Path(local_state.log)
-
-    def ask(system: str, question: str) -> str:
-        """The server's log lines written while it answered."""
-        start = log.stat().st_size
-        real_lm(messages=[{"role": "system", "content": system}, {"role": "user", "content": question}], max_tokens=2)
-        with log.open("rb") as lines:
-            lines.seek(start)
-            return lines.read().decode("utf-8", "replace")
-
-    ask(first, "Name a colour.")
-    ask(second, "Name a fruit.")
-    reused = [int(n) for n in re.findall(r"(\d+) prefix-match hit", ask(first, "Name an animal."))]
-    assert reused and max(reused) > 300  # the system message alone is over 300 tokens; they differ at its start
