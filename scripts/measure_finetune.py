@@ -180,6 +180,11 @@ def distill(args: argparse.Namespace, server: Server) -> Path:
     return folder
 
 
+def adapter_folder(args: argparse.Namespace) -> Path:
+    """Where this run's LoRA adapter is trained, checked and served from."""
+    return args.runs_dir / args.run_id / "adapter"
+
+
 def train_options(args: argparse.Namespace) -> list[str]:
     """The `postreason finetune` options given to this script (the others keep finetune's defaults)."""
     options = []
@@ -203,7 +208,7 @@ def finetune(args: argparse.Namespace, server: Server, data: Path, out: Path, ru
 
 def train(args: argparse.Namespace, server: Server, data: Path) -> dict:
     """Step 2: the LoRA adapter, checked; stops the script when the check failed."""
-    lora = args.runs_dir / args.run_id / "adapter"
+    lora = adapter_folder(args)
     check = [] if args.check is None else ["--check", str(args.check)]
     record = finetune(args, server, data, lora, f"{args.run_id}-finetune", *check)
     if (record.get("check") or {}).get("status") == "not run" and args.check != 0:
@@ -256,7 +261,7 @@ def tuned_arms(args: argparse.Namespace, server: Server, want: Want) -> Plan:
     """Step 4: both strategies of the LoRA adapter on every benchmark's questions, checked to be its answers."""
     run_id = f"{args.run_id}-tuned"
     if not complete_run(args.runs_dir, run_id):
-        server.serve("--lora", str(args.runs_dir / args.run_id / "adapter"))
+        server.serve("--lora", str(adapter_folder(args)))
         evaluate(args, run_id, list(want.ids), STRATEGIES)
     source = Source.open(run_id, args.runs_dir)
     weights = model_names(source.store.read_config()).get("local", "")
@@ -467,7 +472,7 @@ def keep_records(args: argparse.Namespace, data: Path, folder: Path, runs: Seque
     the check's replies) and this measurement's own evaluation runs."""
     folder.mkdir(exist_ok=True)
     copies = {data / name: f"distill-{name}" for name in ("train.jsonl", "README.md", "summary.json")}
-    copies[args.runs_dir / args.run_id / "adapter" / "finetune.json"] = "finetune.json"
+    copies[adapter_folder(args) / "finetune.json"] = "finetune.json"
     copies.update({args.runs_dir / run / name: f"{run}-{name}" for run in runs
                    for name in ("config.json", "examples.jsonl", "summary.json")})
     for source, name in copies.items():
@@ -576,7 +581,7 @@ def main(argv: list[str] | None = None) -> int:
         return stopped_after(server, "distill", data)
     record = train(args, server, data)
     if args.stop_after == "train":
-        return stopped_after(server, "train", args.runs_dir / args.run_id / "adapter")
+        return stopped_after(server, "train", adapter_folder(args))
     base = base_arms(args, server, want)
     tuned = tuned_arms(args, server, want)
     server.down()
