@@ -11,7 +11,7 @@ import datasets
 import dspy
 import pytest
 
-from postreason_dspy import Direct, PostReason
+from postreason_dspy import Direct, PostReason, interrupt
 from postreason_dspy.distill import distill
 from postreason_dspy.distill.filters import COPY_THRESHOLD, copied_share, restated_input
 from postreason_dspy.distill.run import LOG_FILE
@@ -139,6 +139,31 @@ def test_rationalize_justifies_the_gold_answer_of_a_wrong_example(tmp_path):
     assert "3 + 4 = 7" in _part(solve, "justification")
     assert "Respond with the corresponding output fields, starting with the field `[[ ## answer ## ]]`" in (
         solve["messages"][1]["content"])  # the record is in the program's own prompt, not the rationalizing one
+
+
+def test_wrong_answers_are_rationalized_together_and_an_interrupted_batch_is_asked_again(tmp_path):
+    rationalizing = []
+
+    def script(user):
+        if "[[ ## answer ## ]]\n7" in user:  # the gold answer given as an input: a rationalizing request
+            rationalizing.append(user)
+            if len(rationalizing) == 2:
+                raise interrupt.Interrupted()
+        return {"answer": "5", "rationale": "three and four make seven"}
+
+    lm, engine = scripted_lm(script)
+    examples = _examples(("a", "7"), ("b", "5"), ("c", "7"))  # a and c wrong
+    with dspy.context(lm=lm), pytest.raises(interrupt.Interrupted):
+        distill(PostReason("question -> answer"), examples, exact, tmp_path, rationalize=True)
+    asked = ["correct answer is given" in request.messages[0]["content"] for request in engine.requests]
+    assert asked == [False, False, False, True, True]  # the three answers first, then the two wrong ones
+    assert [(line["id"], line["outcome"]) for line in _lines(tmp_path / LOG_FILE)] == [
+        ("b", "kept"), ("a", "rationalized")]
+    calls = len(engine.requests)
+    with dspy.context(lm=lm):
+        stats = distill(PostReason("question -> answer"), examples, exact, tmp_path, rationalize=True)
+    assert len(engine.requests) == calls + 2  # c asked again and rationalized; a and b were done
+    assert (stats.resumed, stats.kept, stats.rationalized) == (2, 1, 2)
 
 
 @pytest.mark.parametrize("justification", [

@@ -4,6 +4,11 @@ Each example's outcome (kept, rationalized, rejected, failed, test_overlap) and 
 DIR/examples.jsonl in one append, so a killed run resumes where it stopped (failed examples are tried
 again); train.jsonl, the `datasets` copy and the card are rewritten from that log at the end. DIR/config.json
 marks the folder {"kind": "distill"} (postreason_dspy.run_folder).
+
+Wrong answers are rationalized RATIONALIZE_BATCH at a time, not one by one: the rationalizing prompt and
+the program's prompt share almost nothing, so alternating them makes a server that reuses the previous
+request's prompt prefix (llama.cpp) evaluate each prompt in full, while consecutive calls of one prompt
+share its system message. A killed run asks the wrong answers still waiting for their rationalization again.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from postreason_dspy.run_folder import DISTILL, RunFolder, created
 
 LOG_FILE = "examples.jsonl"
 DONE = frozenset({"kept", "rationalized", "rejected", "test_overlap"})  # "failed" is tried again on resume
+RATIONALIZE_BATCH = 8  # wrong answers rationalized in one go (see the module's docstring)
 RATIONALIZE_INSTRUCTION = (
     "The correct answer is given with the inputs. Write only the justification: explain why that answer "
     "is correct, as you would after answering it yourself."
@@ -90,6 +96,16 @@ def rationalize(call: Call, example: dspy.Example, justification: str, copy_thre
 
 
 @dataclass
+class Wrong:
+    """An example the program answered wrongly, with its calls, waiting to be rationalized."""
+
+    example: dspy.Example
+    key: str
+    calls: list[Call]
+    pred: Any
+
+
+@dataclass
 class Distiller:
     """Runs one example at a time and turns its calls into records (see `distill`)."""
 
@@ -106,8 +122,9 @@ class Distiller:
         self.names = {id(predictor): name for name, predictor in self.teacher.named_predictors()}
         self.post = _post_fields(self.teacher)
 
-    def outcome(self, example: dspy.Example, key: str) -> dict[str, Any]:
-        """The log line for one example: its outcome and, when kept or rationalized, its records."""
+    def outcome(self, example: dspy.Example, key: str) -> dict[str, Any] | Wrong:
+        """The log line for one example (its outcome and, when kept, its records), or, for a wrong answer
+        to rationalize, the Wrong that `rationalized` finishes."""
         question = example.get("question")
         overlap = self.guard.matches(str(question)) if self.guard and question is not None else []
         if overlap:
@@ -135,7 +152,7 @@ class Distiller:
             return {"id": key, "outcome": "kept", "records": self.records(key, calls, {})}
         if not self.rationalize:
             return _rejected(key, pred, "wrong_answer")
-        return self.rationalized(example, key, calls, pred)
+        return Wrong(example, key, calls, pred)
 
     def check_copying(self, calls: list[Call]) -> None:
         """A Rejection if a correct example's justification repeats or copies its inputs."""
@@ -144,7 +161,9 @@ class Distiller:
             if field:
                 check_copying(str(call.outputs.get(field) or ""), call.inputs(), self.copy_threshold)
 
-    def rationalized(self, example: dspy.Example, key: str, calls: list[Call], pred: Any) -> dict[str, Any]:
+    def rationalized(self, wrong: Wrong) -> dict[str, Any]:
+        """The log line of a wrong answer: rationalized with its records, or rejected."""
+        example, key, calls, pred = wrong.example, wrong.key, wrong.calls, wrong.pred
         last = max((n for n, call in enumerate(calls) if id(call.predictor) in self.post), default=None)
         if last is None:
             return _rejected(key, pred, "no_post_call", "no post-reasoning call")
@@ -204,7 +223,7 @@ def distill_examples(
     log.repair()
     earlier, _ = log.read(lambda line: isinstance(line, dict) and "id" in line and "outcome" in line)
     done = {line["id"] for line in earlier if line["outcome"] in DONE}
-    stats, seen = DistillStats(), set()
+    stats, seen, waiting = DistillStats(), set(), []
     for example in examples:
         key = example_id(example)
         if key in seen:
@@ -213,10 +232,17 @@ def distill_examples(
             stats.resumed += 1
         else:
             interrupt.check()  # stopping: the examples not yet asked are left for the next run
-            log.append(distiller.outcome(example, key))
+            line = distiller.outcome(example, key)
+            if isinstance(line, Wrong):
+                waiting.append(line)
+            else:
+                log.append(line)
+            if len(waiting) >= RATIONALIZE_BATCH:
+                _rationalize(distiller, waiting, log)
         seen.add(key)
         if on_example:
             on_example(stats)
+    _rationalize(distiller, waiting, log)
     lines = final_outcomes(log.read(lambda line: isinstance(line, dict) and "outcome" in line)[0])
     for line in lines:
         setattr(stats, line["outcome"], getattr(stats, line["outcome"]) + 1)
@@ -227,6 +253,13 @@ def distill_examples(
             reason = line.get("reason", "unrecorded")
             stats.rejections[reason] = stats.rejections.get(reason, 0) + 1
     return stats, lines
+
+
+def _rationalize(distiller: Distiller, waiting: list[Wrong], log: JsonlLog) -> None:
+    """Rationalize the waiting wrong answers one after another, logging each; empties `waiting`."""
+    while waiting:
+        interrupt.check()
+        log.append(distiller.rationalized(waiting.pop(0)))
 
 
 def final_outcomes(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
