@@ -61,7 +61,7 @@ def _first_text(outputs: Any) -> str | None:
     return first.get("text") if isinstance(first, dict) else str(first)
 
 
-def _finish_reason(response: Any) -> str | None:
+def finish_reason(response: Any) -> str | None:
     """From the native engine's Response (or a list of them), or a litellm ModelResponse's first choice."""
     if isinstance(response, list | tuple):
         response = response[0] if response else None
@@ -101,7 +101,7 @@ class UsageCounter(BaseCallback):
                 completion=_first_text(outputs),
                 prompt_tokens=prompt_tokens,
                 completion_tokens=completion_tokens,
-                finish_reason=_finish_reason(entry.get("response")),
+                finish_reason=finish_reason(entry.get("response")),
                 latency_s=latency,
             ))
 

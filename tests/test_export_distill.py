@@ -166,6 +166,24 @@ def test_wrong_answers_are_rationalized_together_and_an_interrupted_batch_is_ask
     assert (stats.resumed, stats.kept, stats.rationalized) == (2, 1, 2)
 
 
+def test_a_completion_cut_at_the_token_limit_is_not_trained_on(tmp_path):
+    long = " ".join(["because"] * 60)  # past the limit below: the justification is cut mid-sentence
+    lm, _ = scripted_lm({"answer": "5", "rationale": long})
+    lm.kwargs["max_tokens"] = 40
+    with dspy.context(lm=lm):  # a is right and b wrong: the answer, then the rationalization, is cut
+        stats = distill(PostReason("question -> answer"), _examples(("a", "5"), ("b", "7")), exact, tmp_path,
+                        rationalize=True)
+    assert (stats.kept, stats.rationalized, stats.rejections) == (0, 0, {"truncated": 2})
+    assert [line["error"] for line in _lines(tmp_path / LOG_FILE)] == [
+        "a completion stopped at the token limit", "rationalizing: the justification stopped at the token limit"]
+    assert "| rejected: completion stopped at the token limit | 2 |" in (tmp_path / "README.md").read_text()
+    lm.kwargs["max_tokens"] = 400
+    with dspy.context(lm=lm):
+        stats = distill(PostReason("question -> answer"), _examples(("c", "5")), exact, tmp_path / "more",
+                        rationalize=True)
+    assert stats.kept == 1  # the same reply within the limit is kept
+
+
 @pytest.mark.parametrize("justification", [
     "The correct answer is given with the inputs. 3 + 4 = 7.",
     "As the answer was provided, it must be seven.",

@@ -14,6 +14,10 @@ has. Three filters, each a `Rejection` with its own reason (the dataset card cou
   reasons of their own. At the default, 40%, the filter rejects 37 of the 115, 14 of them records
   that the other two filters kept.
 - `cites_hint` (rationalized records only): the justification says the answer was given.
+
+Besides the filters, a record whose completion stopped at the token limit (`truncated`) is not trained
+on: its reply is cut mid-sentence, and the record would still end with the adapter's end marker
+(the 1.5B model's MMLU justifications reached distill's 1,024-token limit in 3 of its first 168 calls).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ REASONS = {
     "cites_hint": "rationalization says the answer was given",
     "rationalizing_failed": "no usable rationalization",
     "no_post_call": "no post-reasoning call to rationalize",
+    "truncated": "completion stopped at the token limit",
 }
 
 

@@ -17,6 +17,7 @@ from dspy.utils.callback import BaseCallback
 
 from postreason_dspy.decoding import field_start_marker
 from postreason_dspy.predict import request_signature
+from postreason_dspy.usage import finish_reason
 
 SENTINEL = "\x00postreason-justification\x00"
 
@@ -30,6 +31,7 @@ class Call:
     outputs: Any = None
     error: BaseException | None = None
     recovered: bool = False  # the adapter failed to parse the whole completion; the answer was recovered
+    truncated: bool = False  # a completion of this call stopped at the token limit (finish reason "length")
 
     def inputs(self) -> dict[str, Any]:
         return {name: self.kwargs[name] for name in self.predictor.signature.input_fields if name in self.kwargs}
@@ -44,6 +46,7 @@ class CallRecorder(BaseCallback):
 
     calls: list[Call] = field(default_factory=list)
     _open: dict[str, Call] = field(default_factory=dict)
+    _lms: dict[str, tuple[Any, int]] = field(default_factory=dict)  # LM call id -> (the LM, its history's length)
 
     def on_module_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
         if isinstance(instance, dspy.Predict):
@@ -59,6 +62,16 @@ class CallRecorder(BaseCallback):
     def on_adapter_parse_end(self, call_id: str, outputs: Any, exception: Exception | None = None) -> None:
         if exception is not None and self._open:
             list(self._open.values())[-1].recovered = True
+
+    def on_lm_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
+        self._lms[call_id] = instance, len(getattr(instance, "history", []))
+
+    def on_lm_end(self, call_id: str, outputs: Any | None, exception: Exception | None = None) -> None:
+        lm, before = self._lms.pop(call_id, (None, 0))
+        history = getattr(lm, "history", [])  # no new entry when dspy.settings.disable_history is on
+        ended = finish_reason(history[-1].get("response")) if len(history) > before else None
+        if exception is None and self._open and ended == "length":
+            list(self._open.values())[-1].truncated = True
 
 
 def value_spans(adapter: Adapter, signature: type[dspy.Signature], outputs: dict[str, Any], content: str,

@@ -87,7 +87,11 @@ def rationalize(call: Call, example: dspy.Example, justification: str, copy_thre
     predictor = StrictPredict(asked)
     predictor.demos = list(call.predictor.demos)
     gold = {name: example[name] for name in answers}
-    text = str(predictor(**call.inputs(), **gold)[justification] or "").strip()
+    recorder = CallRecorder()
+    with dspy.context(callbacks=[*dspy.settings.get("callbacks", []), recorder]):
+        text = str(predictor(**call.inputs(), **gold)[justification] or "").strip()
+    if any(asked_call.truncated for asked_call in recorder.calls):
+        raise Rejection("truncated", "the justification stopped at the token limit")
     if not text:
         raise CompletionParseError("the model wrote no justification for the gold answer")
     check_hint(text)
@@ -145,6 +149,8 @@ class Distiller:
         if unparsed:
             return {"id": key, "outcome": "failed", "error": str(unparsed[0].outputs.get("parse_error", "no output"))}
         if self.metric(example, pred):
+            if any(call.truncated for call in calls):
+                return _rejected(key, pred, "truncated", "a completion stopped at the token limit")
             try:
                 self.check_copying(calls)
             except Rejection as exc:
@@ -167,6 +173,8 @@ class Distiller:
         last = max((n for n, call in enumerate(calls) if id(call.predictor) in self.post), default=None)
         if last is None:
             return _rejected(key, pred, "no_post_call", "no post-reasoning call")
+        if any(call.truncated for n, call in enumerate(calls) if n != last):  # `last`'s record is rewritten
+            return _rejected(key, pred, "truncated", "a completion stopped at the token limit")
         try:
             with dspy.context(adapter=self.adapter):
                 outputs = rationalize(calls[last], example, self.post[id(calls[last].predictor)], self.copy_threshold)

@@ -71,13 +71,15 @@ def _extract(sdist: Path, into: Path) -> None:
 
 
 def convert_adapter(adapter: Path, base_config: Path, out: Path, say: Callable[[str], None] = print) -> Path:
-    """`adapter` (a PEFT folder) as a float32 GGUF LoRA at `out`; `base_config` holds the base's config.json."""
+    """`adapter` (a PEFT folder) as a float16 GGUF LoRA at `out`; `base_config` holds the base's config.json.
+    Float16: half the size of float32 (an adapter may have to be carried between machines), with a rounding
+    far below that of the Q4_K_M weights it applies to."""
     script = ensure_converter(say)
     log = out.with_suffix(".convert.log")
     with atomic_path(out) as tmp, log.open("w") as sink:
         result = subprocess.run(
             [sys.executable, str(script), str(adapter), "--base", str(base_config), "--outfile", str(tmp),
-             "--outtype", "f32"],
+             "--outtype", "f16"],
             stdout=sink, stderr=subprocess.STDOUT, check=False,
         )
         if result.returncode != 0:
