@@ -50,7 +50,7 @@ from typing import Any
 from postreason_dspy import interrupt
 from postreason_dspy.adapters import ADAPTERS
 from postreason_dspy.cli import run_entry
-from postreason_dspy.cli.options import command_line, split_names
+from postreason_dspy.cli.options import command_line, limits_per_benchmark, split_names
 from postreason_dspy.decoding import field_start_marker
 from postreason_dspy.evaluation.records import ExampleRecord, Setting
 from postreason_dspy.evaluation.report import markdown_table
@@ -164,7 +164,7 @@ def distill(args: argparse.Namespace, server: Server) -> Path:
     folder = args.runs_dir / args.run_id / "distill"
     if not (folder / "summary.json").exists():  # failed examples are counted, not retried: they fail the same way
         server.serve("--model", args.base)
-        limit = ["--limit", str(args.distill_limit)] if args.distill_limit else []
+        limit = [word for value in args.distill_limit or [] for word in ("--limit", value)]
         threshold = ["--copy-threshold", str(args.copy_threshold)] if args.copy_threshold else []
         rationalize = ["--rationalize"] if args.rationalize else []
         postreason("distill", "--benchmark", ",".join(args.benchmark), "--split", "train", *limit, *rationalize,
@@ -520,7 +520,9 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--benchmark", type=split_names, default=["commonsense_qa"],
                         help="training mix, comma-separated: distilled from, and evaluated on")
     parser.add_argument("--transfer", type=split_names, default=[], help="benchmarks evaluated only (not in the mix)")
-    parser.add_argument("--distill-limit", type=int, help="tuning-split examples per benchmark (default: all)")
+    parser.add_argument("--distill-limit", action="append", metavar="[NAME=]N",
+                        help="tuning-split examples per benchmark (default: all); NAME=N for benchmark NAME alone "
+                        "(distill --limit); repeatable")
     parser.add_argument("--rationalize", action=argparse.BooleanOptionalAction, default=True,
                         help="distill --rationalize: justify the gold answer where the model was wrong (default: on)")
     parser.add_argument("--copy-threshold", type=float, help="distill --copy-threshold")
@@ -567,6 +569,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if overlap := set(args.benchmark) & set(args.transfer):
         sys.exit(f"--transfer names a training benchmark: {', '.join(sorted(overlap))}")
+    limits_per_benchmark(args.distill_limit, tuple(args.benchmark))  # a misspelt NAME= is refused before any step
     ids = {name: question_ids(name, args.limit) for name in [*args.benchmark, *args.transfer]}
     want = Want(args.base, args.max_tokens, args.temperature, ids)
     if args.plan:

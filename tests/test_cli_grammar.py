@@ -14,7 +14,7 @@ from postreason_dspy.benchmarks.program_file import save_program
 from postreason_dspy.cli import build_parser, main
 from postreason_dspy.cli import distill as distill_command
 from postreason_dspy.cli.eval import _config as eval_config
-from postreason_dspy.cli.options import data_paths
+from postreason_dspy.cli.options import data_paths, limits_per_benchmark
 from postreason_dspy.cli.tune import _config as tune_config
 from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.evaluation import session
@@ -87,6 +87,20 @@ def test_data_paths_takes_name_equals_path_and_refuses_what_it_cannot_place():
                             (["a=x", "a=y"], "--data names 'a' twice"), (["a="], "give the file's path")):
         with pytest.raises(ConfigurationError, match=message):
             data_paths(values, ("a", "b"))
+
+
+def test_limits_per_benchmark_takes_one_for_all_and_name_equals_n_for_one():
+    assert limits_per_benchmark(None, ("a", "b")) == {"a": None, "b": None}
+    assert limits_per_benchmark(["300"], ("a", "b")) == {"a": 300, "b": 300}
+    assert limits_per_benchmark(["300", "b=150"], ("a", "b")) == {"a": 300, "b": 150}
+    assert limits_per_benchmark(["b=150"], ("a", "b")) == {"a": None, "b": 150}
+    assert limits_per_benchmark(["all", "a=0"], ("a", "b")) == {"a": 0, "b": None}
+    for values, message in ((["c=5"], "--limit names 'c', which is not a benchmark of this command"),
+                            (["b=1", "b=2"], "--limit names 'b' twice"), (["1", "2"], "give one limit for every"),
+                            (["b=many"], "expected a number or 'all'"), (["-3"], "0 or more"),
+                            (["b="], "give a value after '='")):
+        with pytest.raises(ConfigurationError, match=message):
+            limits_per_benchmark(values, ("a", "b"))
 
 
 def test_a_tune_that_fails_its_checks_leaves_no_run_behind_and_the_same_run_id_then_works(tmp_path, data, capsys,

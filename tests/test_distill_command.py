@@ -170,6 +170,25 @@ def test_several_benchmarks_are_distilled_into_one_dataset_with_counts_per_sourc
     assert "names a benchmark twice" in capsys.readouterr().err
 
 
+def test_a_mixture_takes_fewer_examples_of_the_benchmark_its_limit_names(tmp_path, data_dir, scripted):
+    _jsonl(data_dir / "gsm8k.jsonl", [
+        {"id": f"g{n}", "question": f"What is {n} + {5 - n}?", "answer": "5", "split": "train"} for n in range(6)])
+    _jsonl(data_dir / "math500.jsonl", [
+        {"problem": f"Compute {n} + {5 - n}.", "answer": "5", "split": "train"} for n in range(6)])
+    out = tmp_path / "mix"
+    command = ["distill", "--benchmark", "gsm8k,math500", "--model", "teacher/x", "--out", str(out), "--limit", "4"]
+    assert main([*command, "--limit", "math500=2"]) == 0
+    asked = {name: len((out / name / "examples.jsonl").read_text().splitlines()) for name in ("gsm8k", "math500")}
+    assert asked == {"gsm8k": 4, "math500": 2}
+    first = (out / "math500" / "examples.jsonl").read_text()
+    requests = len(scripted.requests)
+    assert main([*command, "--limit", "math500=3"]) == 0  # more of math500: the ones asked are kept, not asked again
+    assert (out / "math500" / "examples.jsonl").read_text().startswith(first)
+    assert len((out / "math500" / "examples.jsonl").read_text().splitlines()) == 3
+    assert json.loads((out / "summary.json").read_text())["sources"]["math500"]["kept"] == 3
+    assert len(scripted.requests) == requests + 1  # the one new math500 question (kept: no rationalization)
+
+
 def test_without_a_program_or_a_benchmark_distill_says_what_it_needs(tmp_path, scripted, capsys):
     assert main(["distill", "--out", str(tmp_path / "o")]) == 2
     assert "give a PROGRAM, or --benchmark" in capsys.readouterr().err

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from postreason_dspy.errors import ConfigurationError
 from postreason_dspy.evaluation.records import ExampleRecord, RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -377,6 +378,21 @@ def test_a_transfer_benchmark_in_the_mix_is_refused(run):
     script, _, argv, _ = run
     with pytest.raises(SystemExit, match="--transfer names a training benchmark: commonsense_qa"):
         script.main([*argv, "--transfer", "commonsense_qa"])
+
+
+def test_distill_limits_reach_distill_one_for_all_and_one_per_named_benchmark(run):
+    script, cli, argv, _ = run
+    assert script.main([*argv, "--distill-limit", "300", "--distill-limit", "arc_challenge=150"]) == 0
+    distill = next(command for command in cli.commands if command[0] == "distill")
+    limits = [distill[i + 1] for i, word in enumerate(distill) if word == "--limit"]
+    assert limits == ["300", "arc_challenge=150"]
+
+
+def test_a_distill_limit_naming_a_benchmark_outside_the_mix_is_refused_before_any_step(run):
+    script, cli, argv, _ = run
+    with pytest.raises(ConfigurationError, match="--limit names 'sciq', which is not a benchmark of this command"):
+        script.main([*argv, "--distill-limit", "sciq=10"])
+    assert cli.commands == []
 
 
 def test_time_steps_on_earlier_data_distils_nothing(run, capsys):

@@ -24,8 +24,8 @@ from postreason_dspy.cli.options import (
     add_api_base_option,
     add_data_option,
     add_runs_dir_option,
-    count_or_all,
     data_paths,
+    limits_per_benchmark,
     rerun_command,
     split_names,
 )
@@ -53,8 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--benchmark", help="default: the program's benchmark; several, comma-separated (a,b,c), "
                         "are distilled each into DIR/<benchmark>/ and merged into one dataset in DIR")
     parser.add_argument("--split", choices=TUNING_SPLITS, default="train", help="default: train")
-    parser.add_argument("--limit", type=count_or_all,
-                        help="examples to take from each benchmark, or 'all' (default: all)")
+    parser.add_argument("--limit", action="append", metavar="[NAME=]N",
+                        help="examples to take from each benchmark, or 'all' (default: all); NAME=N for benchmark "
+                        "NAME alone, e.g. --limit 300 --limit gsm8k=150; repeatable")
     parser.add_argument("--seed", type=int, default=0, help="order of the examples before --limit (default: 0)")
     parser.add_argument("--out", type=Path, required=True, help="output folder (run again with it to resume)")
     parser.add_argument("--rationalize", action="store_true",
@@ -90,16 +91,17 @@ def run_distill_command(args: argparse.Namespace) -> int:
     if not benchmarks:
         raise ConfigurationError("give a PROGRAM, or --benchmark to distil each benchmark's own post program")
     data = data_paths(args.data, tuple(benchmarks))
+    limits = limits_per_benchmark(args.limit, tuple(benchmarks))
     model = args.model or (saved.model if saved else None) or os.environ.get("POSTREASON_MODEL", LOCAL)
     lm = resolve_lm(model, api_base=args.api_base, temperature=args.temperature, max_tokens=args.max_tokens)
     job = DistillJob(program=args.program, out=args.out, benchmark=benchmarks[0], split=args.split,
-                     limit=None if args.limit == "all" else args.limit, seed=args.seed, rationalize=args.rationalize,
+                     limit=limits[benchmarks[0]], seed=args.seed, rationalize=args.rationalize,
                      adapter=args.adapter, model=model, data=data.get(benchmarks[0]), runs_dir=args.runs_dir,
                      copy_threshold=args.copy_threshold)
     say = lambda text: console.print(f"[bold yellow]{text}[/]")  # noqa: E731
     with interrupt.resume_with(rerun_command(args)):  # the same command continues where it stopped
         if len(benchmarks) > 1:
-            stats, sources, guard = run_mixture(job, benchmarks, lm, data=data, say=say)
+            stats, sources, guard = run_mixture(job, benchmarks, lm, data=data, limits=limits, say=say)
         else:
             stats, about, guard = run_distill_job(job, lm, say=say)
             sources = [(about, stats)]

@@ -6,6 +6,7 @@
     add_run_id_option / add_no_progress_option
     add_data_option + data_paths(values, benchmarks)   --data NAME=PATH (or PATH when one benchmark is named)
     count_or_all                             the type of --limit and other sizes: a number or 'all'
+    limits_per_benchmark(values, benchmarks)   distill's --limit [NAME=]N: N for each benchmark, NAME=N for one
     command_line(*words) / rerun_command(args, *extra)   a command line (passwords redacted), for a resume line
     refuse_settings_on_resume(args, names)   --resume takes a run's settings from its record, not the command line
     lm_from_args(args, **settings)           the dspy.LM that --model and --api-base name
@@ -73,25 +74,59 @@ def add_data_option(parser: argparse.ArgumentParser) -> None:
                         "plain PATH when one benchmark is named; repeatable")
 
 
+def named_values(option: str, values: list[str] | None, benchmarks: tuple[str, ...],
+                 what: str = "a value") -> tuple[list[str], dict[str, str]]:
+    """A repeatable option's values split into the plain ones and NAME=VALUE ones by benchmark; a NAME that is
+    not one of `benchmarks`, a name given twice or an empty VALUE is refused."""
+    plain: list[str] = []
+    named: dict[str, str] = {}
+    for value in values or []:
+        name, sep, rest = value.partition("=")
+        if not sep:
+            plain.append(value)
+            continue
+        name = name.strip()
+        if name not in benchmarks:
+            raise ConfigurationError(f"{option} names {name!r}, which is not a benchmark of this command "
+                                     f"({', '.join(benchmarks)})")
+        if not rest.strip():
+            raise ConfigurationError(f"{option} {value}: give {what} after '='")
+        if name in named:
+            raise ConfigurationError(f"{option} names {name!r} twice")
+        named[name] = rest.strip()
+    return plain, named
+
+
 def data_paths(values: list[str] | None, benchmarks: tuple[str, ...]) -> dict[str, str]:
     """What `add_data_option` collected, as benchmark -> path: NAME=PATH, or PATH for the one benchmark named."""
-    found: dict[str, str] = {}
-    for value in values or []:
-        name, sep, path = value.partition("=")
-        name = name.strip()
-        if not sep:
-            if len(benchmarks) != 1:
-                raise ConfigurationError(f"--data {value}: with several benchmarks, give it as NAME=PATH")
-            name, path = benchmarks[0], value
-        if name not in benchmarks:
-            raise ConfigurationError(f"--data names {name!r}, which is not a benchmark of this command "
-                                     f"({', '.join(benchmarks)})")
-        if not path.strip():
-            raise ConfigurationError(f"--data {value}: give the file's path after '='")
-        if name in found:
-            raise ConfigurationError(f"--data names {name!r} twice")
-        found[name] = path
+    plain, found = named_values("--data", values, benchmarks, "the file's path")
+    for path in plain:
+        if len(benchmarks) != 1:
+            raise ConfigurationError(f"--data {path}: with several benchmarks, give it as NAME=PATH")
+        if benchmarks[0] in found:
+            raise ConfigurationError(f"--data names {benchmarks[0]!r} twice")
+        found[benchmarks[0]] = path
     return found
+
+
+def limits_per_benchmark(values: list[str] | None, benchmarks: tuple[str, ...]) -> dict[str, int | None]:
+    """A repeatable --limit [NAME=]N as benchmark -> examples to take (None: all): a plain N or 'all' sets every
+    benchmark's, NAME=N one benchmark's (over the plain one), so a mixture can take fewer of a slow source."""
+    plain, named = named_values("--limit", values, benchmarks)
+    if len(plain) > 1:
+        raise ConfigurationError(f"--limit {' '.join(plain)}: give one limit for every benchmark, NAME=N for one")
+
+    def size(text: str) -> int | None:
+        try:
+            value = count_or_all(text)
+        except argparse.ArgumentTypeError as error:
+            raise ConfigurationError(f"--limit: {error}") from None
+        if value != "all" and int(value) < 0:
+            raise ConfigurationError(f"--limit must be 0 or more, not {value}")
+        return None if value == "all" else int(value)
+
+    default = size(plain[0]) if plain else None
+    return {name: size(named[name]) if name in named else default for name in benchmarks}
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:

@@ -57,11 +57,12 @@ def run_mixture(
     lm: dspy.LM,
     *,
     data: dict[str, str] | None = None,
+    limits: dict[str, int | None] | None = None,
     guard_benchmarks: Iterable[Benchmark] | None = None,
     say: Callable[[str], None] = print,
 ) -> tuple[DistillStats, list[tuple[Provenance, DistillStats]], LeakageGuard]:
-    """Distil every benchmark of `benchmarks` (read from the files `data` names, by benchmark) and merge them
-    into job.out; job.benchmark and job.data are not used."""
+    """Distil every benchmark of `benchmarks` (read from the files `data` names, by benchmark; each cut to its
+    entry in `limits`, else job.limit) and merge them into job.out; job.benchmark and job.data are not used."""
     if len(set(benchmarks)) != len(benchmarks):
         raise ConfigurationError(f"--benchmark names a benchmark twice: {','.join(benchmarks)}")
     check_settings(job.out, {"benchmarks": benchmarks})  # a one-benchmark distillation's settings differ too
@@ -69,7 +70,8 @@ def run_mixture(
     sources = []
     for name in benchmarks:
         say(f"distilling {name} into {source_folder(job.out, name)}")
-        part = replace(job, benchmark=name, out=source_folder(job.out, name), data=(data or {}).get(name))
+        part = replace(job, benchmark=name, out=source_folder(job.out, name), data=(data or {}).get(name),
+                       limit=(limits or {}).get(name, job.limit))
         stats, about, _ = run_distill_job(part, lm, guard=guard, say=say)
         sources.append((about, stats))
     records = [prefixed(record) for about, _ in sources
