@@ -121,9 +121,11 @@ def limits_per_benchmark(values: list[str] | None, benchmarks: tuple[str, ...]) 
             value = count_or_all(text)
         except argparse.ArgumentTypeError as error:
             raise ConfigurationError(f"--limit: {error}") from None
-        if value != "all" and int(value) < 0:
+        if isinstance(value, str):  # 'all'
+            return None
+        if value < 0:
             raise ConfigurationError(f"--limit must be 0 or more, not {value}")
-        return None if value == "all" else int(value)
+        return value
 
     default = size(plain[0]) if plain else None
     return {name: size(named[name]) if name in named else default for name in benchmarks}
