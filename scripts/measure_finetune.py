@@ -569,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if overlap := set(args.benchmark) & set(args.transfer):
         sys.exit(f"--transfer names a training benchmark: {', '.join(sorted(overlap))}")
-    limits_per_benchmark(args.distill_limit, tuple(args.benchmark))  # a misspelt NAME= is refused before any step
+    limits_per_benchmark(args.distill_limit, tuple(args.benchmark), "--distill-limit")  # refused before any step
     ids = {name: question_ids(name, args.limit) for name in [*args.benchmark, *args.transfer]}
     want = Want(args.base, args.max_tokens, args.temperature, ids)
     if args.plan:

@@ -390,7 +390,8 @@ def test_distill_limits_reach_distill_one_for_all_and_one_per_named_benchmark(ru
 
 def test_a_distill_limit_naming_a_benchmark_outside_the_mix_is_refused_before_any_step(run):
     script, cli, argv, _ = run
-    with pytest.raises(ConfigurationError, match="--limit names 'sciq', which is not a benchmark of this command"):
+    refused = "--distill-limit names 'sciq', which is not a benchmark of this command"
+    with pytest.raises(ConfigurationError, match=refused):
         script.main([*argv, "--distill-limit", "sciq=10"])
     assert cli.commands == []
 

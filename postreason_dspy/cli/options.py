@@ -109,22 +109,23 @@ def data_paths(values: list[str] | None, benchmarks: tuple[str, ...]) -> dict[st
     return found
 
 
-def limits_per_benchmark(values: list[str] | None, benchmarks: tuple[str, ...]) -> dict[str, int | None]:
-    """A repeatable --limit [NAME=]N as benchmark -> examples to take (None: all): a plain N or 'all' sets every
+def limits_per_benchmark(values: list[str] | None, benchmarks: tuple[str, ...],
+                         option: str = "--limit") -> dict[str, int | None]:
+    """A repeatable `option` [NAME=]N as benchmark -> examples to take (None: all): a plain N or 'all' sets every
     benchmark's, NAME=N one benchmark's (over the plain one), so a mixture can take fewer of a slow source."""
-    plain, named = named_values("--limit", values, benchmarks)
+    plain, named = named_values(option, values, benchmarks)
     if len(plain) > 1:
-        raise ConfigurationError(f"--limit {' '.join(plain)}: give one limit for every benchmark, NAME=N for one")
+        raise ConfigurationError(f"{option} {' '.join(plain)}: give one limit for every benchmark, NAME=N for one")
 
     def size(text: str) -> int | None:
         try:
             value = count_or_all(text)
         except argparse.ArgumentTypeError as error:
-            raise ConfigurationError(f"--limit: {error}") from None
+            raise ConfigurationError(f"{option}: {error}") from None
         if isinstance(value, str):  # 'all'
             return None
         if value < 0:
-            raise ConfigurationError(f"--limit must be 0 or more, not {value}")
+            raise ConfigurationError(f"{option} must be 0 or more, not {value}")
         return value
 
     default = size(plain[0]) if plain else None
