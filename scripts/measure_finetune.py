@@ -451,9 +451,10 @@ def markdown(result: dict[str, Any]) -> str:
               "Per source: "
               + "; ".join(f"{name} {part['records']} records, rejected {json.dumps(part['rejections'])}"
                           for name, part in data["sources"].items()), "",
-              f"Training: {train['steps']} steps, {train['seconds']} s on {train['device']}, {train['tokens']} tokens "
-              f"({train['tokens_per_s']} tokens/s), loss {train['loss_first']} -> {train['loss_last']}; "
-              f"dev loss on {train['dev_records']} held-out records: lowest {train['best_dev_loss']} at step "
+              f"Training: {train['steps']} steps, {number(train['seconds'], 0)} s on {train['device']}, "
+              f"{train['tokens']} tokens ({number(train['tokens_per_s'])} tokens/s), loss "
+              f"{number(train['loss_first'], 4)} -> {number(train['loss_last'], 4)}; dev loss on "
+              f"{train['dev_records']} held-out records: lowest {number(train['best_dev_loss'], 4)} at step "
               f"{train['best_step']} (kept; stopped early: {train['stopped_early']}); post-training check: "
               f"{train['check']}; loss plot: {result['loss_plot'] or 'none'}", ""]
     return "\n".join(lines)
