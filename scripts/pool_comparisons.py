@@ -1,7 +1,7 @@
 """Pool several optimizer comparisons (scripts/compare_optimizers.py, one per benchmark) against ours at B.
 
-    python scripts/pool_comparisons.py results/compare-csqa-1.5b-b300 results/compare-arc-1.5b-b300 \\
-        --out results/compare-pooled-1.5b-b300
+    python scripts/pool_comparisons.py results/compare-csqa-1.5b-b300-race results/compare-arc-1.5b-b300-race \\
+        --out results/pooled-compare-1.5b-b300
 
 Each FOLDER holds compare.json and its held-out test records: the run folder `test/` (runs/<id>/) or the
 copy `test-examples.jsonl` kept under results/. For every other program of the comparison (ours at B/2,
